@@ -1,0 +1,391 @@
+//! decide() against an in-memory state that applies the events it returns.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Default)]
+struct Mem {
+    users: BTreeMap<UserId, User>,
+    categories: BTreeMap<CategoryId, Category>,
+    rooms: BTreeMap<RoomId, RoomInfo>,
+    roles: BTreeSet<(RoomId, Role, UserId)>,
+    messages: Vec<Message>,
+    sessions: BTreeMap<String, UserId>,
+}
+
+impl State for Mem {
+    fn user(&self, id: UserId) -> Result<Option<User>, StateError> {
+        Ok(self.users.get(&id).cloned())
+    }
+    fn user_by_name(&self, name: &str) -> Result<Option<User>, StateError> {
+        Ok(self
+            .users
+            .values()
+            .find(|u| name_key(&u.name) == name_key(name))
+            .cloned())
+    }
+    fn user_count(&self) -> Result<i64, StateError> {
+        Ok(self.users.len() as i64)
+    }
+    fn next_user_id(&self) -> Result<UserId, StateError> {
+        Ok(self.users.keys().max().copied().unwrap_or(0) + 1)
+    }
+    fn category(&self, id: CategoryId) -> Result<Option<Category>, StateError> {
+        Ok(self.categories.get(&id).cloned())
+    }
+    fn category_by_name(&self, name: &str) -> Result<Option<Category>, StateError> {
+        Ok(self
+            .categories
+            .values()
+            .find(|c| name_key(&c.name) == name_key(name))
+            .cloned())
+    }
+    fn next_category_id(&self) -> Result<CategoryId, StateError> {
+        Ok(self.categories.keys().max().copied().unwrap_or(0) + 1)
+    }
+    fn room(&self, id: RoomId) -> Result<Option<RoomInfo>, StateError> {
+        Ok(self.rooms.get(&id).cloned())
+    }
+    fn room_by_name(&self, name: &str) -> Result<Option<RoomInfo>, StateError> {
+        Ok(self
+            .rooms
+            .values()
+            .find(|r| name_key(&r.name) == name_key(name))
+            .cloned())
+    }
+    fn next_room_id(&self) -> Result<RoomId, StateError> {
+        Ok(self.rooms.keys().max().copied().unwrap_or(0) + 1)
+    }
+    fn access(&self, room: RoomId, user: UserId) -> Result<Access, StateError> {
+        Ok(Access {
+            member: self.roles.contains(&(room, Role::Member, user)),
+            manager: self.roles.contains(&(room, Role::Manager, user)),
+            presenter: self.roles.contains(&(room, Role::Presenter, user)),
+        })
+    }
+    fn role_list(&self, room: RoomId, role: Role) -> Result<Vec<UserId>, StateError> {
+        Ok(self
+            .roles
+            .iter()
+            .filter(|(r, ro, _)| *r == room && *ro == role)
+            .map(|t| t.2)
+            .collect())
+    }
+    fn message_by_client_id(
+        &self,
+        sender: UserId,
+        id: &str,
+    ) -> Result<Option<Message>, StateError> {
+        Ok(self
+            .messages
+            .iter()
+            .find(|m| m.sender == sender && m.client_msg_id == id)
+            .cloned())
+    }
+    fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError> {
+        Ok(self.sessions.get(token_hash).copied())
+    }
+}
+
+impl Mem {
+    fn apply(&mut self, ev: &Event) {
+        match ev {
+            Event::UserCreated { user, .. } => {
+                self.users.insert(user.id, user.clone());
+            }
+            Event::SessionCreated {
+                token_hash, user, ..
+            } => {
+                self.sessions.insert(token_hash.clone(), *user);
+            }
+            Event::SessionEnded { token_hash } => {
+                self.sessions.remove(token_hash);
+            }
+            Event::CategoryCreated { category } => {
+                self.categories.insert(category.id, category.clone());
+            }
+            Event::RoomCreated { room } | Event::RoomUpdated { room } => {
+                self.rooms.insert(room.id, room.clone());
+            }
+            Event::RoleGranted { room, role, users } => {
+                for u in users {
+                    self.roles.insert((*room, *role, *u));
+                }
+            }
+            Event::RoleRevoked { room, role, users } => {
+                for u in users {
+                    self.roles.remove(&(*room, *role, *u));
+                }
+            }
+            Event::MessagePosted { message } => {
+                if let Some(r) = self.rooms.get_mut(&message.room) {
+                    r.last_seq = message.seq;
+                }
+                self.messages.push(message.clone());
+            }
+        }
+    }
+
+    fn run(&mut self, cmd: Command) -> Result<Outcome, DecideError> {
+        let (events, outcome) = decide(self, 1000, cmd)?;
+        for e in &events {
+            self.apply(e);
+        }
+        Ok(outcome)
+    }
+
+    /// admin (1), alice (2), bob (3), a category (1).
+    fn seeded() -> Mem {
+        let mut m = Mem::default();
+        m.run(Command::BootstrapAdmin {
+            name: "admin".into(),
+            password_hash: "h".into(),
+        })
+        .unwrap();
+        for n in ["alice", "bob"] {
+            m.run(Command::CreateUser {
+                actor: Actor::User(1),
+                name: n.into(),
+                display_name: None,
+                password_hash: "h".into(),
+                admin: false,
+            })
+            .unwrap();
+        }
+        m.run(Command::CreateCategory {
+            actor: Actor::User(1),
+            name: "general".into(),
+            description: None,
+        })
+        .unwrap();
+        m
+    }
+
+    fn make_room(
+        &mut self,
+        by: UserId,
+        name: &str,
+        privacy: Privacy,
+        room_type: RoomType,
+    ) -> RoomId {
+        match self
+            .run(Command::CreateRoom {
+                actor: Actor::User(by),
+                name: name.into(),
+                category: 1,
+                description: None,
+                privacy: Some(privacy),
+                room_type: Some(room_type),
+            })
+            .unwrap()
+        {
+            Outcome::Room(r) => r.id,
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+}
+
+fn post(user: UserId, room: RoomId, cmid: &str) -> Command {
+    Command::PostMessage {
+        actor: user,
+        room,
+        body: format!("hello {cmid}"),
+        client_msg_id: cmid.into(),
+        alert: false,
+    }
+}
+
+#[test]
+fn creator_becomes_manager_and_posts() {
+    let mut m = Mem::seeded();
+    let r = m.make_room(2, "lobby", Privacy::Closed, RoomType::Normal);
+    assert!(m.access(r, 2).unwrap().manager);
+    assert!(matches!(
+        m.run(post(2, r, "a")),
+        Ok(Outcome::Message { created: true, .. })
+    ));
+    // bob is not a member of the closed room
+    assert_eq!(
+        m.run(post(3, r, "b")).unwrap_err(),
+        DecideError::Domain(DomainError::Forbidden("only members post in this room"))
+    );
+}
+
+#[test]
+fn secret_room_does_not_exist_for_outsiders() {
+    let mut m = Mem::seeded();
+    let r = m.make_room(2, "hidden", Privacy::Secret, RoomType::Normal);
+    assert_eq!(
+        m.run(post(3, r, "x")).unwrap_err(),
+        DecideError::Domain(DomainError::NotFound("room"))
+    );
+}
+
+#[test]
+fn auditorium_only_presenters_post() {
+    let mut m = Mem::seeded();
+    let r = m.make_room(2, "town hall", Privacy::Open, RoomType::Auditorium);
+    assert!(m.run(post(3, r, "x")).is_err());
+    let mut changes = RoomChanges::default();
+    changes.presenters.add = vec!["bob".into()];
+    m.run(Command::UpdateRoom {
+        actor: Actor::User(2),
+        room: r,
+        changes,
+    })
+    .unwrap();
+    assert!(m.run(post(3, r, "x")).is_ok());
+}
+
+#[test]
+fn room_names_are_unique_without_case() {
+    let mut m = Mem::seeded();
+    m.make_room(2, "Lobby", Privacy::Open, RoomType::Normal);
+    let err = m
+        .run(Command::CreateRoom {
+            actor: Actor::User(3),
+            name: "lobby".into(),
+            category: 1,
+            description: None,
+            privacy: None,
+            room_type: None,
+        })
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        DecideError::Domain(DomainError::NameTaken { .. })
+    ));
+}
+
+#[test]
+fn list_changes_replace_then_add_then_remove() {
+    let mut m = Mem::seeded();
+    let r = m.make_room(1, "ops", Privacy::Closed, RoomType::Normal);
+    let mut changes = RoomChanges::default();
+    changes.members = ListChange {
+        add: vec!["bob".into()],
+        remove: vec![],
+        replace: Some(vec!["alice".into(), "admin".into()]),
+    };
+    m.run(Command::UpdateRoom {
+        actor: Actor::User(1),
+        room: r,
+        changes,
+    })
+    .unwrap();
+    assert_eq!(m.role_list(r, Role::Member).unwrap(), vec![1, 2, 3]);
+    let mut changes = RoomChanges::default();
+    changes.members.remove = vec!["alice".into()];
+    m.run(Command::UpdateRoom {
+        actor: Actor::User(1),
+        room: r,
+        changes,
+    })
+    .unwrap();
+    assert_eq!(m.role_list(r, Role::Member).unwrap(), vec![1, 3]);
+    let mut changes = RoomChanges::default();
+    changes.members.add = vec!["nobody".into()];
+    let err = m
+        .run(Command::UpdateRoom {
+            actor: Actor::User(1),
+            room: r,
+            changes,
+        })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DecideError::Domain(DomainError::UnknownUser("nobody".into()))
+    );
+    assert_eq!(
+        m.role_list(r, Role::Member).unwrap(),
+        vec![1, 3],
+        "a refused change changes nothing"
+    );
+}
+
+#[test]
+fn only_admins_create_users_and_categories() {
+    let mut m = Mem::seeded();
+    let err = m
+        .run(Command::CreateCategory {
+            actor: Actor::User(2),
+            name: "x".into(),
+            description: None,
+        })
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        DecideError::Domain(DomainError::Forbidden(_))
+    ));
+    let err = m
+        .run(Command::BootstrapAdmin {
+            name: "root".into(),
+            password_hash: "h".into(),
+        })
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        DecideError::Domain(DomainError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn body_limits() {
+    let mut m = Mem::seeded();
+    let r = m.make_room(2, "lobby", Privacy::Open, RoomType::Normal);
+    let big = "x".repeat(MAX_BODY_BYTES + 1);
+    let cmd = Command::PostMessage {
+        actor: 2,
+        room: r,
+        body: big,
+        client_msg_id: "c".into(),
+        alert: false,
+    };
+    assert!(matches!(
+        m.run(cmd),
+        Err(DecideError::Domain(DomainError::Invalid(_)))
+    ));
+    let exact = "é".repeat(MAX_BODY_BYTES / 2);
+    let cmd = Command::PostMessage {
+        actor: 2,
+        room: r,
+        body: exact,
+        client_msg_id: "c".into(),
+        alert: false,
+    };
+    assert!(m.run(cmd).is_ok());
+}
+
+proptest! {
+    /// Any interleaving of posts (with retries) from several users into several
+    /// rooms: every room's sequence numbers are 1..=n with no gap, and each
+    /// (sender, client_msg_id) creates exactly one message.
+    #[test]
+    fn sequences_have_no_gaps_and_retries_create_nothing(
+        posts in proptest::collection::vec((1i64..=3, 0usize..3, 0u8..20), 1..200)
+    ) {
+        let mut m = Mem::seeded();
+        let rooms: Vec<RoomId> = (0..3).map(|i| m.make_room(1, &format!("room{i}"), Privacy::Open, RoomType::Normal)).collect();
+        let mut first: BTreeMap<(UserId, u8), Message> = BTreeMap::new();
+        for (user, room_ix, cmid) in posts {
+            // a client_msg_id belongs to the first room it was used in
+            let room = first.get(&(user, cmid)).map(|m| m.room).unwrap_or(rooms[room_ix]);
+            match m.run(post(user, room, &cmid.to_string())).unwrap() {
+                Outcome::Message { message, created } => {
+                    match first.get(&(user, cmid)) {
+                        Some(prev) => { prop_assert!(!created); prop_assert_eq!(prev, &message); }
+                        None => { prop_assert!(created); first.insert((user, cmid), message); }
+                    }
+                }
+                o => prop_assert!(false, "unexpected {:?}", o),
+            }
+        }
+        prop_assert_eq!(m.messages.len(), first.len());
+        for r in rooms {
+            let seqs: Vec<Seq> = m.messages.iter().filter(|x| x.room == r).map(|x| x.seq).collect();
+            let expected: Vec<Seq> = (1..=seqs.len() as i64).collect();
+            prop_assert_eq!(seqs, expected);
+        }
+    }
+}

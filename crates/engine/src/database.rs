@@ -1,0 +1,109 @@
+//! Opening a database file: pragmas, the shared schema (identity, forks, log)
+//! and the database's identity.
+
+use pchat_store::Identity;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::Path;
+
+/// Tables every database has, whatever its machine.
+const CORE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    family_id TEXT NOT NULL,
+    fork_id TEXT NOT NULL,
+    last_lsn INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forks (
+    fork_id TEXT PRIMARY KEY,
+    start_lsn INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+    lsn INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+";
+
+/// Opens (or creates) a database file for writing and sets it up: WAL,
+/// `synchronous=FULL` (a commit is durable when it returns), the core schema,
+/// the machine's schema, and a new identity when the file is new.
+pub(crate) fn open_for_write(
+    path: &Path,
+    name: &str,
+    schema: &str,
+) -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -64_000)?;
+    // Checkpoints run from the writer between batches; a larger threshold
+    // keeps them rarer under load.
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let tx = conn.transaction()?;
+    tx.execute_batch(CORE_SCHEMA)?;
+    tx.execute_batch(schema)?;
+    let exists: bool =
+        tx.query_row("SELECT count(*) FROM identity", [], |r| r.get::<_, i64>(0))? > 0;
+    if !exists {
+        let family = random_id();
+        let fork = random_id();
+        let now = crate::now_ms();
+        tx.execute(
+            "INSERT INTO identity (id, name, family_id, fork_id, last_lsn, created_at) VALUES (1, ?1, ?2, ?3, 0, ?4)",
+            params![name, family, fork, now],
+        )?;
+        tx.execute(
+            "INSERT INTO forks (fork_id, start_lsn, created_at) VALUES (?1, 1, ?2)",
+            params![fork, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(conn)
+}
+
+/// Opens a database file read-only (for the read pool and for tools).
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+pub fn read_identity(conn: &Connection) -> rusqlite::Result<Option<Identity>> {
+    conn.query_row(
+        "SELECT name, family_id, fork_id, last_lsn FROM identity WHERE id = 1",
+        [],
+        |r| {
+            Ok(Identity {
+                name: r.get(0)?,
+                family_id: r.get(1)?,
+                fork_id: r.get(2)?,
+                last_lsn: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// 128 random bits as hex: family and fork ids.
+pub(crate) fn random_id() -> String {
+    let mut b = [0u8; 16];
+    // getrandom fails only when the OS has no entropy source at all; a
+    // time-based id keeps the database usable and still unique enough there.
+    if getrandom::fill(&mut b).is_err() {
+        b[..16].copy_from_slice(
+            &(crate::now_ms() as u128 ^ (std::process::id() as u128) << 64).to_le_bytes(),
+        );
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

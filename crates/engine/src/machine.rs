@@ -1,0 +1,377 @@
+//! A database as a state machine, and the engine that runs one: the group
+//! committer, the read pool and the publisher of committed records.
+
+use crate::database;
+use crate::reads::ReadPool;
+use crate::{internal, now_ms};
+use pchat_domain::{LogRecord, Lsn, Timestamp};
+use pchat_store::{StoreError, StoreMetrics};
+use rusqlite::{params, Connection};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// What a database is: its tables, its decide step and its apply step.
+pub trait Machine: Send + 'static {
+    type Command: Send + 'static;
+    type Event: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug + 'static;
+    type Outcome: Send + 'static;
+
+    /// `CREATE TABLE IF NOT EXISTS ...` for the machine's tables.
+    const SCHEMA: &'static str;
+
+    /// Decides a command against the state visible in `conn` (the open write
+    /// transaction). Must not write.
+    fn decide(
+        conn: &Connection,
+        now: Timestamp,
+        command: Self::Command,
+    ) -> Result<(Vec<Self::Event>, Self::Outcome), StoreError>;
+
+    /// Applies one event to the tables. Deterministic: the same log applied to
+    /// an empty database gives the same tables.
+    fn apply(conn: &Connection, lsn: Lsn, event: &Self::Event) -> rusqlite::Result<()>;
+}
+
+struct Request<M: Machine> {
+    origin: String,
+    command: M::Command,
+    reply: oneshot::Sender<Result<(Lsn, M::Outcome), StoreError>>,
+}
+
+/// Most commands in one group commit.
+const MAX_BATCH: usize = 1024;
+/// Commands waiting for the writer before submitters wait too.
+const QUEUE_DEPTH: usize = 16 * 1024;
+/// Live records buffered per subscriber before it falls back to the log.
+const LIVE_BUFFER: usize = 16 * 1024;
+
+/// One database, running: a writer thread, a read pool, a publisher.
+pub struct Engine<M: Machine> {
+    name: String,
+    path: PathBuf,
+    queue: Mutex<Option<mpsc::Sender<Request<M>>>>,
+    published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
+    pub(crate) reads: Arc<ReadPool>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Arc<StoreMetrics>,
+}
+
+impl<M: Machine> Engine<M> {
+    /// Opens the database at `path`, creating it (and its identity) if new.
+    pub fn open(path: &Path, name: &str) -> Result<Arc<Self>, StoreError> {
+        let conn = database::open_for_write(path, name, M::SCHEMA).map_err(internal)?;
+        let last_lsn = database::read_identity(&conn)
+            .map_err(internal)?
+            .map(|i| i.last_lsn)
+            .unwrap_or(0);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (published, _) = broadcast::channel(LIVE_BUFFER);
+        let metrics = Arc::new(StoreMetrics::default());
+        let writer = {
+            let published = published.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-writer"))
+                .spawn(move || {
+                    Writer::<M> {
+                        conn,
+                        last_lsn,
+                        published,
+                        metrics,
+                    }
+                    .run(rx)
+                })
+                .map_err(internal)?
+        };
+        Ok(Arc::new(Engine {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            queue: Mutex::new(Some(tx)),
+            published,
+            reads: Arc::new(ReadPool::new(path.to_path_buf(), 16)),
+            writer: Mutex::new(Some(writer)),
+            metrics,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn metrics(&self) -> Arc<StoreMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Decides and commits `command`; answers once its batch is durable.
+    pub async fn submit(
+        &self,
+        origin: &str,
+        command: M::Command,
+    ) -> Result<(Lsn, M::Outcome), StoreError> {
+        let queue = self.queue.lock().map_err(internal)?.clone();
+        let queue =
+            queue.ok_or_else(|| StoreError::Unavailable(format!("{} is closed", self.name)))?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Request {
+                origin: origin.to_string(),
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("{} writer stopped", self.name)))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("{} writer stopped", self.name)))?
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reads = self.reads.clone();
+        tokio::task::spawn_blocking(move || reads.with(f))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    /// Committed records after `after`: first from the log, then live. A
+    /// subscriber that falls behind the live buffer reads the log again, so the
+    /// stream has no gap and no duplicate.
+    pub fn subscribe(
+        &self,
+        after: Lsn,
+    ) -> mpsc::Receiver<Result<Arc<LogRecord<M::Event>>, StoreError>> {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut live = self.published.subscribe();
+        let reads = self.reads.clone();
+        tokio::spawn(async move {
+            let mut last = after;
+            let mut catch_up = true;
+            loop {
+                if catch_up {
+                    // Read the log in chunks until it has nothing newer.
+                    loop {
+                        let from = last;
+                        let chunk = {
+                            let reads = reads.clone();
+                            tokio::task::spawn_blocking(move || {
+                                reads.with(|c| read_log::<M::Event>(c, from, 1000))
+                            })
+                            .await
+                        };
+                        let chunk = match chunk {
+                            Ok(Ok(c)) => c,
+                            Ok(Err(e)) => {
+                                let _ = tx.send(Err(internal(e))).await;
+                                return;
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(internal(e))).await;
+                                return;
+                            }
+                        };
+                        let n = chunk.len();
+                        for rec in chunk {
+                            last = rec.lsn;
+                            if tx.send(Ok(Arc::new(rec))).await.is_err() {
+                                return;
+                            }
+                        }
+                        if n < 1000 {
+                            break;
+                        }
+                    }
+                    catch_up = false;
+                }
+                match live.recv().await {
+                    Ok(rec) if rec.lsn <= last => {}
+                    Ok(rec) if rec.lsn == last + 1 => {
+                        last = rec.lsn;
+                        if tx.send(Ok(rec)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A gap (we subscribed before the records we missed were
+                    // read) or a lag: the log has everything committed.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Stops taking commands, lets the writer commit and answer everything
+    /// already queued, and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl<M: Machine> Drop for Engine<M> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Reads up to `limit` log records after `after`.
+pub(crate) fn read_log<E: DeserializeOwned>(
+    conn: &Connection,
+    after: Lsn,
+    limit: usize,
+) -> rusqlite::Result<Vec<LogRecord<E>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT lsn, ts, origin, event FROM log WHERE lsn > ?1 ORDER BY lsn LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit as i64], |r| {
+        let text: String = r.get(3)?;
+        let event = serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok(LogRecord {
+            lsn: r.get(0)?,
+            ts: r.get(1)?,
+            origin: r.get(2)?,
+            event,
+        })
+    })?;
+    rows.collect()
+}
+
+struct Writer<M: Machine> {
+    conn: Connection,
+    last_lsn: Lsn,
+    published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
+    metrics: Arc<StoreMetrics>,
+}
+
+type Reply<M> = (
+    oneshot::Sender<Result<(Lsn, <M as Machine>::Outcome), StoreError>>,
+    Result<(Lsn, <M as Machine>::Outcome), StoreError>,
+);
+
+impl<M: Machine> Writer<M> {
+    fn run(mut self, mut queue: mpsc::Receiver<Request<M>>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let size = batch.len();
+            match self.commit_batch(&mut batch) {
+                Ok((replies, records)) => {
+                    self.metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.batch_size.observe(size as f64);
+                    for (reply, result) in replies {
+                        let _ = reply.send(result);
+                    }
+                    for rec in records {
+                        let _ = self.published.send(Arc::new(rec));
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the batch is durable: every command in it fails
+                    // and the LSN counter goes back to what is on disk.
+                    tracing::error!(error = %e, "group commit failed");
+                    for req in batch.drain(..) {
+                        let _ = req.reply.send(Err(internal(&e)));
+                    }
+                    if let Ok(Some(id)) = database::read_identity(&self.conn) {
+                        self.last_lsn = id.last_lsn;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole batch; each command in a savepoint so a
+    /// command that fails to apply leaves the others in.
+    #[allow(clippy::type_complexity)]
+    fn commit_batch(
+        &mut self,
+        batch: &mut Vec<Request<M>>,
+    ) -> rusqlite::Result<(Vec<Reply<M>>, Vec<LogRecord<M::Event>>)> {
+        let now = now_ms();
+        let mut lsn = self.last_lsn;
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut records = Vec::new();
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for req in batch.drain(..) {
+            let mut sp = tx.savepoint()?;
+            let result = match M::decide(&sp, now, req.command) {
+                Err(e) => Err(e),
+                Ok((events, outcome)) => {
+                    let start = lsn;
+                    let mut written = Vec::with_capacity(events.len());
+                    let applied: rusqlite::Result<()> = (|| {
+                        for event in events {
+                            lsn += 1;
+                            let text = serde_json::to_string(&event).map_err(|e| {
+                                rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                            })?;
+                            sp.prepare_cached(
+                                "INSERT INTO log (lsn, ts, origin, event) VALUES (?1, ?2, ?3, ?4)",
+                            )?
+                            .execute(params![lsn, now, req.origin, text])?;
+                            M::apply(&sp, lsn, &event)?;
+                            written.push(LogRecord {
+                                lsn,
+                                ts: now,
+                                origin: req.origin.clone(),
+                                event,
+                            });
+                        }
+                        Ok(())
+                    })();
+                    match applied {
+                        Ok(()) => {
+                            sp.commit()?;
+                            records.extend(written);
+                            Ok((lsn, outcome))
+                        }
+                        Err(e) => {
+                            lsn = start;
+                            sp.rollback()?;
+                            Err(internal(e))
+                        }
+                    }
+                }
+            };
+            // A refused command's savepoint (empty) rolls back when dropped.
+            replies.push((req.reply, result));
+        }
+        if lsn != self.last_lsn {
+            tx.prepare_cached("UPDATE identity SET last_lsn = ?1 WHERE id = 1")?
+                .execute(params![lsn])?;
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
+        tx.commit()?;
+        self.last_lsn = lsn;
+        Ok((replies, records))
+    }
+}

@@ -1,0 +1,329 @@
+//! The engine against real SQLite files in a temporary directory.
+
+use pchat_domain::*;
+use pchat_engine::replay::{dump_tables, replay_into};
+use pchat_engine::{compliance, open_connection, ChatEngine, ChatMachine};
+use pchat_store::{ChatStore, Page, SearchQuery};
+use std::sync::Arc;
+
+fn env(command: Command) -> Envelope {
+    Envelope {
+        origin: "test-server".into(),
+        command,
+    }
+}
+
+async fn seed(store: &ChatEngine) -> RoomId {
+    store
+        .submit(env(Command::BootstrapAdmin {
+            name: "admin".into(),
+            password_hash: "h".into(),
+        }))
+        .await
+        .unwrap();
+    store
+        .submit(env(Command::CreateCategory {
+            actor: Actor::User(1),
+            name: "general".into(),
+            description: None,
+        }))
+        .await
+        .unwrap();
+    let room = store
+        .submit(env(Command::CreateRoom {
+            actor: Actor::User(1),
+            name: "lobby".into(),
+            category: 1,
+            description: Some("the lobby".into()),
+            privacy: Some(Privacy::Open),
+            room_type: None,
+        }))
+        .await
+        .unwrap();
+    match room.outcome {
+        Outcome::Room(r) => r.id,
+        o => panic!("unexpected {o:?}"),
+    }
+}
+
+fn post(room: RoomId, i: usize) -> Envelope {
+    env(Command::PostMessage {
+        actor: 1,
+        room,
+        body: format!("message number {i} about apples"),
+        client_msg_id: format!("c{i}"),
+        alert: i % 7 == 0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mgc.db");
+    let first = {
+        let store = ChatEngine::open(&path).unwrap();
+        seed(&store).await;
+        let id = store.identity().await.unwrap();
+        store.close();
+        id
+    };
+    assert_eq!(first.name, "mgc");
+    assert_eq!(first.family_id.len(), 32);
+    assert!(first.last_lsn >= 4);
+    let store = ChatEngine::open(&path).unwrap();
+    let again = store.identity().await.unwrap();
+    assert_eq!(first, again);
+    // and the LSNs go on from where they were
+    let c = store.submit(post(1, 1)).await.unwrap();
+    assert_eq!(c.lsn, first.last_lsn + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_group_commit_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChatEngine::open(&dir.path().join("mgc.db")).unwrap();
+    let room = seed(&store).await;
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.submit(post(room, i)).await.unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().outcome {
+            Outcome::Message {
+                message,
+                created: true,
+            } => seqs.push(message.seq),
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=500).collect::<Vec<_>>());
+    // a retry creates nothing and returns the first message
+    let again = store.submit(post(room, 42)).await.unwrap();
+    assert!(
+        matches!(again.outcome, Outcome::Message { created: false, ref message } if message.body.contains("42"))
+    );
+    let latest = store
+        .messages(room, Page::Latest { limit: 50 })
+        .await
+        .unwrap();
+    assert_eq!(
+        latest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (451..=500).collect::<Vec<_>>()
+    );
+    let before = store
+        .messages(room, Page::Before { seq: 10, limit: 3 })
+        .await
+        .unwrap();
+    assert_eq!(
+        before.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
+    let after = store
+        .messages(
+            room,
+            Page::After {
+                seq: 498,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![499, 500]
+    );
+    // batches of more than one command were committed together
+    let mut text = String::new();
+    store.metrics().batch_size.render("b", "b", &mut text);
+    let single: u64 = text
+        .lines()
+        .find(|l| l.starts_with("b_bucket{le=\"1\"}"))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let total: u64 = text
+        .lines()
+        .find(|l| l.starts_with("b_count"))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        single < total,
+        "expected some batches larger than one: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_words_newest_first_in_given_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChatEngine::open(&dir.path().join("mgc.db")).unwrap();
+    let room = seed(&store).await;
+    for i in 0..20 {
+        store.submit(post(room, i)).await.unwrap();
+    }
+    let q = |text: &str, rooms: Vec<RoomId>, before| SearchQuery {
+        text: text.into(),
+        rooms,
+        limit: 5,
+        before,
+    };
+    let hits = store
+        .search(q("number apples", vec![room], None))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.message.seq).collect::<Vec<_>>(),
+        vec![20, 19, 18, 17, 16]
+    );
+    let next = store
+        .search(q("apples", vec![room], Some(hits[4].id)))
+        .await
+        .unwrap();
+    assert_eq!(next[0].message.seq, 15);
+    assert!(store
+        .search(q("apples", vec![999], None))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .search(q("pears", vec![room], None))
+        .await
+        .unwrap()
+        .is_empty());
+    // FTS syntax in the input is just text
+    assert!(store
+        .search(q("\"a* OR NEAR(", vec![room], None))
+        .await
+        .is_ok());
+    // prefix on the last word
+    assert_eq!(
+        store
+            .search(q("appl", vec![room], None))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_log_gives_identical_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mgc.db");
+    {
+        let store = ChatEngine::open(&src).unwrap();
+        let room = seed(&store).await;
+        store
+            .submit(env(Command::CreateUser {
+                actor: Actor::User(1),
+                name: "bob".into(),
+                display_name: Some("Bob B".into()),
+                password_hash: "x".into(),
+                admin: false,
+            }))
+            .await
+            .unwrap();
+        let mut changes = RoomChanges::default();
+        changes.members.add = vec!["bob".into()];
+        changes.presenters.replace = Some(vec!["admin".into()]);
+        changes.description = Some("new".into());
+        store
+            .submit(env(Command::UpdateRoom {
+                actor: Actor::User(1),
+                room,
+                changes,
+            }))
+            .await
+            .unwrap();
+        store
+            .submit(env(Command::CreateSession {
+                user: 2,
+                token_hash: "t".into(),
+            }))
+            .await
+            .unwrap();
+        let futs: Vec<_> = (0..200).map(|i| store.submit(post(room, i))).collect();
+        for f in futs {
+            f.await.unwrap();
+        }
+        store
+            .submit(env(Command::EndSession {
+                token_hash: "t".into(),
+            }))
+            .await
+            .unwrap();
+        store.close();
+    }
+    let dst = dir.path().join("replayed.db");
+    replay_into::<ChatMachine>(&src, &dst).unwrap();
+    let a = dump_tables(&open_connection(&src).unwrap()).unwrap();
+    let b = dump_tables(&open_connection(&dst).unwrap()).unwrap();
+    assert!(a.contains("## messages\n") && a.lines().count() > 200);
+    assert_eq!(a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_records_every_event_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChatEngine::open(&dir.path().join("mgc.db")).unwrap();
+    let room = seed(&store).await;
+    let comp_path = dir.path().join("mgccomp.db");
+    for round in 0..3 {
+        let comp = compliance::open(&comp_path).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let recorder = tokio::spawn(compliance::run_recorder(
+            store.clone() as Arc<dyn ChatStore>,
+            comp.clone(),
+            stop_rx,
+        ));
+        for i in 0..100 {
+            store.submit(post(room, round * 100 + i)).await.unwrap();
+        }
+        let target = store.identity().await.unwrap().last_lsn;
+        for _ in 0..200 {
+            if compliance::recorded_through(&comp).await.unwrap() == target {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(compliance::recorded_through(&comp).await.unwrap(), target);
+        stop_tx.send(true).unwrap();
+        recorder.await.unwrap().unwrap();
+        comp.close();
+    }
+    let c = open_connection(&comp_path).unwrap();
+    let chats: i64 = c
+        .query_row(
+            "SELECT count(*) FROM compliance WHERE kind = 'CHAT'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let distinct: i64 = c
+        .query_row(
+            "SELECT count(DISTINCT seq) FROM compliance WHERE kind = 'CHAT' AND room_id = ?1",
+            [room],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((chats, distinct), (300, 300));
+    let server: String = c
+        .query_row(
+            "SELECT server FROM compliance WHERE kind = 'CHAT' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(server, "test-server");
+}

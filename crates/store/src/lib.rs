@@ -1,0 +1,210 @@
+//! The narrow interface between a chat server and its chat database (`mgc`).
+//!
+//! Three things cross it, and only these: **submit** a command and get its
+//! outcome once durable; run **read queries**; **subscribe** to committed log
+//! records from an LSN. The embedded engine (`pchat-engine`) implements
+//! [`ChatStore`] in-process; a network client of a separate database server
+//! will implement the same trait, so the chat server never knows which it has.
+//!
+//! This crate must never depend on SQLite or on any transport.
+
+use pchat_domain::{
+    Access, Category, CategoryId, DomainError, Envelope, LogRecord, Lsn, Message, Outcome, RoomId,
+    RoomInfo, Seq, User, UserId,
+};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The chat model refused the command; nothing changed.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The database cannot take work now (shutting down, not ONLINE, lost).
+    /// Whether a submitted command committed is unknown: retry with the same
+    /// `client_msg_id`.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A storage failure.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// A database's identity: kept in the database, checked on every backup,
+/// restore and log shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub name: String,
+    /// Made once, when the database is created; shared by its restores and replicas.
+    pub family_id: String,
+    /// Changes each time a restored database is brought online with recovery.
+    pub fork_id: String,
+    pub last_lsn: Lsn,
+}
+
+/// A command's result, once its batch is durable.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// LSN of the last event the command wrote (the database's last LSN at the
+    /// time when it wrote nothing).
+    pub lsn: Lsn,
+    pub outcome: Outcome,
+}
+
+/// Which messages of a room to read, always returned in ascending `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Latest { limit: u32 },
+    Before { seq: Seq, limit: u32 },
+    After { seq: Seq, limit: u32 },
+}
+
+/// A room's role lists, as user names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRoles {
+    pub members: Vec<String>,
+    pub managers: Vec<String>,
+    pub presenters: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// Free text; every word must match (prefix match on the last word).
+    pub text: String,
+    /// Only these rooms (the ones the caller may read).
+    pub rooms: Vec<RoomId>,
+    pub limit: u32,
+    /// Only hits older than this cursor (a hit's `id`).
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    /// Cursor for paging: stable for the life of the message.
+    pub id: i64,
+    pub message: Message,
+}
+
+/// Committed log records, in LSN order with no gap, first from the log and then
+/// live. An `Err` ends the stream.
+pub type Subscription = tokio::sync::mpsc::Receiver<Result<Arc<LogRecord>, StoreError>>;
+
+/// The chat database as the chat server sees it.
+pub trait ChatStore: Send + Sync + 'static {
+    /// Decides and commits a command; answers once the events are durable.
+    fn submit(&self, command: Envelope) -> BoxFuture<'_, Result<Committed, StoreError>>;
+
+    /// Log records after `after` (exclusive), then every new one as it commits.
+    fn subscribe(&self, after: Lsn) -> Result<Subscription, StoreError>;
+
+    fn identity(&self) -> BoxFuture<'_, Result<Identity, StoreError>>;
+
+    /// Commit latency and batch sizes, for `/metrics`.
+    fn metrics(&self) -> Arc<StoreMetrics>;
+
+    fn user(&self, id: UserId) -> BoxFuture<'_, Result<Option<User>, StoreError>>;
+    /// The user and its password hash, for signing in.
+    fn credentials(
+        &self,
+        name: String,
+    ) -> BoxFuture<'_, Result<Option<(User, String)>, StoreError>>;
+    fn session_user(&self, token_hash: String) -> BoxFuture<'_, Result<Option<User>, StoreError>>;
+    fn user_count(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+
+    fn category(&self, id: CategoryId) -> BoxFuture<'_, Result<Option<Category>, StoreError>>;
+    fn categories(&self) -> BoxFuture<'_, Result<Vec<Category>, StoreError>>;
+
+    fn room(&self, id: RoomId) -> BoxFuture<'_, Result<Option<RoomInfo>, StoreError>>;
+    fn room_roles(&self, id: RoomId) -> BoxFuture<'_, Result<RoomRoles, StoreError>>;
+    fn access(&self, room: RoomId, user: UserId) -> BoxFuture<'_, Result<Access, StoreError>>;
+    /// Every room with the given user's roles in it.
+    fn rooms_with_access(
+        &self,
+        user: UserId,
+    ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>>;
+
+    fn messages(&self, room: RoomId, page: Page)
+        -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
+    fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Vec<SearchHit>, StoreError>>;
+}
+
+/// A fixed-bucket histogram that many threads record into without locks.
+/// Exposed in Prometheus text format by the chat server.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<std::sync::atomic::AtomicU64>,
+    /// Sum of observations, in millionths of the unit (fits latency in seconds).
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| Default::default()).collect(),
+            sum_micros: Default::default(),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((v * 1e6) as u64, Relaxed);
+    }
+
+    /// Writes the histogram in Prometheus text format.
+    pub fn render(&self, name: &str, help: &str, out: &mut String) {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, b) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
+
+/// Latency buckets in seconds, from 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+/// Batch-size buckets (commands per group commit).
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// What the database reports about its own work.
+pub struct StoreMetrics {
+    /// Seconds from the start of a batch to its durable commit.
+    pub commit_seconds: Histogram,
+    /// Commands per committed batch.
+    pub batch_size: Histogram,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            commit_seconds: Histogram::new(LATENCY_BUCKETS),
+            batch_size: Histogram::new(BATCH_BUCKETS),
+        }
+    }
+}
