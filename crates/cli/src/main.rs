@@ -1,1 +1,176 @@
-fn main() {}
+//! `pchat`: the one binary. Only command-line definitions and glue live here;
+//! the work is done by the library crates.
+
+mod admin;
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pchat",
+    version,
+    about = "Persistent group chat that survives the loss of a data center"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a chat server (HTTP API, WebSocket, embedded databases mgc and mgccomp).
+    Serve(config::ServeArgs),
+    /// Administer users and categories, against a data directory or a running server.
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
+    /// Load a running server like real clients do, and verify what it acknowledged.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An administrator, as name:password (creates the bench's users and rooms).
+    #[arg(long, env = "PCHAT_BENCH_ADMIN")]
+    admin: String,
+    /// Concurrent posting clients (one WebSocket each).
+    #[arg(long, default_value_t = 64)]
+    senders: usize,
+    /// Rooms the senders post into (round-robin).
+    #[arg(long, default_value_t = 8)]
+    rooms: usize,
+    /// Subscribed clients per room (one WebSocket each).
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// How long to load, e.g. 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// Posts each sender keeps in flight (1: post, wait for the ack, post again).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
+    /// Only connect subscribers and hold them (no posting); reports RSS.
+    #[arg(long)]
+    hold_only: bool,
+    /// Print one JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 10s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("'{s}' is not a positive duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PCHAT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Cmd::Serve(args) => serve::run(args).await,
+            Cmd::Admin(cmd) => admin::run(cmd).await,
+            Cmd::Bench(a) => {
+                let (name, password) = a
+                    .admin
+                    .split_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("--admin must be name:password"))?;
+                let config = pchat_bench::Config {
+                    url: a.url,
+                    admin_name: name.to_string(),
+                    admin_password: password.to_string(),
+                    senders: a.senders,
+                    rooms: a.rooms.max(1),
+                    subscribers: a.subscribers,
+                    size: a.size,
+                    duration: a.duration,
+                    window: a.window.max(1),
+                    hold_only: a.hold_only,
+                };
+                let report = pchat_bench::run(config).await?;
+                if a.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{}", report.human());
+                }
+                if report.missing > 0 || report.duplicated > 0 {
+                    anyhow::bail!(
+                        "verification failed: {} acknowledged posts missing, {} duplicated",
+                        report.missing,
+                        report.duplicated
+                    );
+                }
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap().as_secs(), 10);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert_eq!(parse_duration("3").unwrap().as_secs(), 3);
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

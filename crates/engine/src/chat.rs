@@ -440,9 +440,10 @@ pub fn fts_query(text: &str) -> Option<String> {
 }
 
 impl ChatStore for ChatEngine {
-    fn submit(&self, command: Envelope) -> BoxFuture<'_, Result<Committed, StoreError>> {
+    fn submit(&self, command: Envelope) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        let answer = self.engine.submit(&command.origin, command.command);
         Box::pin(async move {
-            let (lsn, outcome) = self.engine.submit(&command.origin, command.command).await?;
+            let (lsn, outcome) = answer.await?;
             Ok(Committed { lsn, outcome })
         })
     }

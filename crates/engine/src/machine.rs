@@ -43,8 +43,6 @@ struct Request<M: Machine> {
 
 /// Most commands in one group commit.
 const MAX_BATCH: usize = 1024;
-/// Commands waiting for the writer before submitters wait too.
-const QUEUE_DEPTH: usize = 16 * 1024;
 /// Live records buffered per subscriber before it falls back to the log.
 const LIVE_BUFFER: usize = 16 * 1024;
 
@@ -52,7 +50,7 @@ const LIVE_BUFFER: usize = 16 * 1024;
 pub struct Engine<M: Machine> {
     name: String,
     path: PathBuf,
-    queue: Mutex<Option<mpsc::Sender<Request<M>>>>,
+    queue: Mutex<Option<mpsc::UnboundedSender<Request<M>>>>,
     published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
     pub(crate) reads: Arc<ReadPool>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -67,7 +65,7 @@ impl<M: Machine> Engine<M> {
             .map_err(internal)?
             .map(|i| i.last_lsn)
             .unwrap_or(0);
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (tx, rx) = mpsc::unbounded_channel();
         let (published, _) = broadcast::channel(LIVE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());
         let writer = {
@@ -109,27 +107,37 @@ impl<M: Machine> Engine<M> {
         self.metrics.clone()
     }
 
-    /// Decides and commits `command`; answers once its batch is durable.
-    pub async fn submit(
+    /// Decides and commits `command`; the returned future answers once its
+    /// batch is durable. The command is queued when `submit` is called (not
+    /// when the future is first polled), so commands submitted one after
+    /// another commit in that order even when their answers are awaited later.
+    pub fn submit(
         &self,
         origin: &str,
         command: M::Command,
-    ) -> Result<(Lsn, M::Outcome), StoreError> {
-        let queue = self.queue.lock().map_err(internal)?.clone();
-        let queue =
-            queue.ok_or_else(|| StoreError::Unavailable(format!("{} is closed", self.name)))?;
+    ) -> impl std::future::Future<Output = Result<(Lsn, M::Outcome), StoreError>> + Send + 'static
+    {
         let (reply, answer) = oneshot::channel();
-        queue
-            .send(Request {
-                origin: origin.to_string(),
-                command,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("{} writer stopped", self.name)))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("{} writer stopped", self.name)))?
+        let queued = match self.queue.lock() {
+            Ok(q) => match q.as_ref() {
+                Some(q) => q
+                    .send(Request {
+                        origin: origin.to_string(),
+                        command,
+                        reply,
+                    })
+                    .map_err(|_| StoreError::Unavailable(format!("{} writer stopped", self.name))),
+                None => Err(StoreError::Unavailable(format!("{} is closed", self.name))),
+            },
+            Err(e) => Err(internal(e)),
+        };
+        let name = self.name.clone();
+        async move {
+            queued?;
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable(format!("{name} writer stopped")))?
+        }
     }
 
     /// Runs a read on a pooled read-only connection, off the async threads.
@@ -267,7 +275,7 @@ type Reply<M> = (
 );
 
 impl<M: Machine> Writer<M> {
-    fn run(mut self, mut queue: mpsc::Receiver<Request<M>>) {
+    fn run(mut self, mut queue: mpsc::UnboundedReceiver<Request<M>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = queue.blocking_recv() {
             batch.push(first);
@@ -293,15 +301,11 @@ impl<M: Machine> Writer<M> {
                     }
                 }
                 Err(e) => {
-                    // Nothing of the batch is durable: every command in it fails
-                    // and the LSN counter goes back to what is on disk.
+                    // Nothing of the batch is durable. Its reply channels were
+                    // dropped with it, so every submitter sees `Unavailable`
+                    // and retries (posts keep their client_msg_id).
                     tracing::error!(error = %e, "group commit failed");
-                    for req in batch.drain(..) {
-                        let _ = req.reply.send(Err(internal(&e)));
-                    }
-                    if let Ok(Some(id)) = database::read_identity(&self.conn) {
-                        self.last_lsn = id.last_lsn;
-                    }
+                    batch.clear();
                 }
             }
         }
@@ -315,12 +319,17 @@ impl<M: Machine> Writer<M> {
         batch: &mut Vec<Request<M>>,
     ) -> rusqlite::Result<(Vec<Reply<M>>, Vec<LogRecord<M::Event>>)> {
         let now = now_ms();
-        let mut lsn = self.last_lsn;
         let mut replies = Vec::with_capacity(batch.len());
         let mut records = Vec::new();
         let mut tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Read under the write lock: another process (`pchat admin --data-dir`
+        // beside a running server) may have appended since our last batch.
+        self.last_lsn = tx
+            .prepare_cached("SELECT last_lsn FROM identity WHERE id = 1")?
+            .query_row([], |r| r.get(0))?;
+        let mut lsn = self.last_lsn;
         for req in batch.drain(..) {
             let mut sp = tx.savepoint()?;
             let result = match M::decide(&sp, now, req.command) {

@@ -1,1 +1,149 @@
-//! stub
+//! The chat server: the HTTP API, WebSocket streams, fan-out, sessions and
+//! metrics, in front of any [`ChatStore`].
+//!
+//! - `routes/` has one file per resource of the HTTP API (`/api/v1/...`).
+//! - [`stream`] runs one WebSocket connection: subscriptions with catch-up
+//!   from history then live delivery (no gap, no duplicate), and pipelined
+//!   posts acknowledged once durable.
+//! - [`hub`] follows the store's committed log and fans each new message out
+//!   to the connections subscribed to its room, serialised once.
+//! - [`auth`] hashes passwords, issues tokens and caches sessions.
+//! - [`error`] turns every failure into `{"error": {"code", "message"}}` with
+//!   a code from `pchat_api::ErrorCode`.
+//!
+//! The server never touches SQLite: everything goes through `ChatStore`, so
+//! the same code runs against the embedded engine or a remote database.
+
+pub mod auth;
+pub mod error;
+pub mod hub;
+pub mod json;
+pub mod metrics;
+mod routes;
+pub mod stream;
+mod views;
+
+use axum::Router;
+use pchat_store::ChatStore;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// Settings of one chat server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This server's name (recorded with every command it sends).
+    pub server_name: String,
+    /// The pool and data center this server belongs to (used by the pool and
+    /// DR features; reported by `/readyz`).
+    pub pool: String,
+    pub data_center: String,
+    /// Messages returned on join when the client gives no limit (1–500).
+    pub default_history: u32,
+    /// Most WebSocket connections held at once.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for connections to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "chat1".into(),
+            pool: "pool1".into(),
+            data_center: "dc1".into(),
+            default_history: pchat_api::DEFAULT_HISTORY,
+            max_connections: 50_000,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a request handler needs, shared by all of them.
+pub struct AppState {
+    pub store: Arc<dyn ChatStore>,
+    pub config: Config,
+    pub sessions: auth::SessionCache,
+    pub names: views::NameCache,
+    pub hub: Arc<hub::Hub>,
+    pub metrics: Arc<metrics::Metrics>,
+    shutdown: watch::Sender<bool>,
+    ready: AtomicBool,
+    /// Each WebSocket connection holds a clone; shutdown waits until all are dropped.
+    connections_open: Mutex<Option<mpsc::Sender<()>>>,
+    connections_closed: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn ChatStore>, config: Config) -> Arc<Self> {
+        let (shutdown, _) = watch::channel(false);
+        let (open, closed) = mpsc::channel(1);
+        Arc::new(AppState {
+            names: views::NameCache::new(store.clone()),
+            store,
+            config,
+            sessions: auth::SessionCache::default(),
+            hub: Arc::new(hub::Hub::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
+            shutdown,
+            ready: AtomicBool::new(false),
+            connections_open: Mutex::new(Some(open)),
+            connections_closed: tokio::sync::Mutex::new(closed),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// A guard held by each WebSocket connection, or None when shutting down.
+    fn connection_guard(&self) -> Option<mpsc::Sender<()>> {
+        self.connections_open.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    routes::router(state)
+}
+
+/// Serves the API on `listener` until `stop` resolves, then drains: stops
+/// accepting, tells every WebSocket client to go away once its pending posts
+/// are acknowledged, and waits (up to the drain timeout) for them to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hub_task = tokio::spawn(hub::run(state.clone()));
+    // The hub subscribes before the first request is served, so no committed
+    // message can slip between subscribing and serving.
+    state.hub.started().await;
+    state.ready.store(true, Ordering::Relaxed);
+    let app = router(state.clone());
+    let shutdown_state = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: draining connections");
+            let _ = shutdown_state.shutdown.send(true);
+        })
+        .await?;
+    if let Ok(mut g) = state.connections_open.lock() {
+        g.take();
+    }
+    let mut closed = state.connections_closed.lock().await;
+    if tokio::time::timeout(state.config.drain_timeout, closed.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout: closing remaining connections");
+    }
+    hub_task.abort();
+    Ok(())
+}

@@ -96,7 +96,10 @@ pub type Subscription = tokio::sync::mpsc::Receiver<Result<Arc<LogRecord>, Store
 /// The chat database as the chat server sees it.
 pub trait ChatStore: Send + Sync + 'static {
     /// Decides and commits a command; answers once the events are durable.
-    fn submit(&self, command: Envelope) -> BoxFuture<'_, Result<Committed, StoreError>>;
+    /// The command is queued when `submit` is called, so commands submitted
+    /// one after another from one task commit in that order (a connection may
+    /// pipeline its posts and still keep them in order).
+    fn submit(&self, command: Envelope) -> BoxFuture<'static, Result<Committed, StoreError>>;
 
     /// Log records after `after` (exclusive), then every new one as it commits.
     fn subscribe(&self, after: Lsn) -> Result<Subscription, StoreError>;

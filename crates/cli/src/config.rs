@@ -1,0 +1,171 @@
+//! `pchat serve` settings: each from a flag, else a `PCHAT_*` environment
+//! variable, else the TOML config file, else the default.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "PCHAT_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory holding mgc and mgccomp [default: ./pchat-data].
+    #[arg(long, env = "PCHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML file with any of these settings (snake_case keys).
+    #[arg(long, env = "PCHAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This chat server's name, recorded with everything it writes [default: chat1].
+    #[arg(long, env = "PCHAT_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// The pool this server belongs to [default: pool1].
+    #[arg(long, env = "PCHAT_POOL")]
+    pub pool: Option<String>,
+    /// The data center this server runs in [default: dc1].
+    #[arg(long, env = "PCHAT_DATA_CENTER")]
+    pub data_center: Option<String>,
+    /// Messages returned on join when the client gives no limit, 1 to 500 [default: 30].
+    #[arg(long, env = "PCHAT_DEFAULT_HISTORY")]
+    pub default_history: Option<u32>,
+    /// Most WebSocket connections held at once [default: 50000].
+    #[arg(long, env = "PCHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds SIGTERM waits for connections to drain [default: 10].
+    #[arg(long, env = "PCHAT_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    server_name: Option<String>,
+    pool: Option<String>,
+    data_center: Option<String>,
+    default_history: Option<u32>,
+    max_connections: Option<usize>,
+    drain_timeout_secs: Option<u64>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub server: pchat_server::Config,
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(p) => load_file(p)?,
+        None => FileConfig::default(),
+    };
+    let defaults = pchat_server::Config::default();
+    let default_history = args
+        .default_history
+        .or(file.default_history)
+        .unwrap_or(defaults.default_history);
+    if !(1..=pchat_api::MAX_PAGE).contains(&default_history) {
+        anyhow::bail!(
+            "default_history must be 1 to {} (got {default_history})",
+            pchat_api::MAX_PAGE
+        );
+    }
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        anyhow::bail!("max_connections must be at least 1");
+    }
+    let pick = |a: Option<String>, f: Option<String>, d: String| -> anyhow::Result<String> {
+        let v = a.or(f).unwrap_or(d);
+        if !pchat_domain::valid_name(&v) {
+            anyhow::bail!("'{v}' is not a valid name");
+        }
+        Ok(v)
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    listen
+        .parse::<std::net::SocketAddr>()
+        .with_context(|| format!("--listen '{listen}' is not an address like 127.0.0.1:8080"))?;
+    Ok(Settings {
+        listen,
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("pchat-data")),
+        server: pchat_server::Config {
+            server_name: pick(args.server_name, file.server_name, defaults.server_name)?,
+            pool: pick(args.pool, file.pool, defaults.pool)?,
+            data_center: pick(args.data_center, file.data_center, defaults.data_center)?,
+            default_history,
+            max_connections,
+            drain_timeout: std::time::Duration::from_secs(
+                args.drain_timeout_secs
+                    .or(file.drain_timeout_secs)
+                    .unwrap_or(defaults.drain_timeout.as_secs()),
+            ),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pchat.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nserver_name = \"from-file\"\ndefault_history = 50\n",
+        )
+        .unwrap();
+        let s = resolve(ServeArgs {
+            config: Some(path.clone()),
+            server_name: Some("from-flag".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9000");
+        assert_eq!(s.server.server_name, "from-flag");
+        assert_eq!(s.server.default_history, 50);
+        assert_eq!(s.data_dir, PathBuf::from("pchat-data"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listne = \"x\"\n").unwrap();
+        let err = resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("not valid"), "{err:#}");
+        assert!(resolve(ServeArgs {
+            default_history: Some(501),
+            ..Default::default()
+        })
+        .is_err());
+        assert!(resolve(ServeArgs {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

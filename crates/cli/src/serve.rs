@@ -1,0 +1,140 @@
+//! `pchat serve`: opens the databases, starts the compliance recorder and the
+//! chat server, and on SIGTERM drains and exits 0.
+
+use crate::config::{self, ServeArgs};
+use anyhow::Context;
+use pchat_domain::{Command, Envelope};
+use pchat_engine::{compliance, ChatEngine, MGCCOMP_FILE, MGC_FILE};
+use pchat_store::ChatStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = config::resolve(args)?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let mgc = ChatEngine::open(&settings.data_dir.join(MGC_FILE)).context("cannot open mgc")?;
+    let comp =
+        compliance::open(&settings.data_dir.join(MGCCOMP_FILE)).context("cannot open mgccomp")?;
+    let store: Arc<dyn ChatStore> = mgc.clone();
+
+    bootstrap_admin(&store, &settings).await?;
+
+    let (stop_recorder, recorder_stop) = tokio::sync::watch::channel(false);
+    let recorder = tokio::spawn(compliance::run_recorder(
+        store.clone(),
+        comp.clone(),
+        recorder_stop,
+    ));
+
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let identity = store.identity().await?;
+    tracing::info!(
+        %addr,
+        server = %settings.server.server_name,
+        data_dir = %settings.data_dir.display(),
+        family = %identity.family_id,
+        last_lsn = identity.last_lsn,
+        "pchat listening"
+    );
+    // One line on stdout that scripts and tests can wait for.
+    println!("pchat listening on http://{addr}");
+
+    let state = pchat_server::AppState::new(store.clone(), settings.server);
+    pchat_server::serve(listener, state, shutdown_signal()).await?;
+
+    // Everything acknowledged is already durable in mgc; let the recorder
+    // copy the tail into mgccomp before closing (it resumes from its cursor
+    // after a crash anyway).
+    let target = store.identity().await?.last_lsn;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while compliance::recorded_through(&comp).await? < target
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_recorder.send(true);
+    match recorder.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "compliance recorder stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "compliance recorder failed"),
+        Ok(Ok(())) => {}
+    }
+    mgc.close();
+    comp.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bootstrap_admin(
+    store: &Arc<dyn ChatStore>,
+    settings: &config::Settings,
+) -> anyhow::Result<()> {
+    if store.user_count().await? > 0 {
+        return Ok(());
+    }
+    match std::env::var("PCHAT_BOOTSTRAP_ADMIN") {
+        Ok(v) => {
+            let (name, password) = v
+                .split_once(':')
+                .context("PCHAT_BOOTSTRAP_ADMIN must be name:password")?;
+            pchat_server::auth::check_password_policy(password)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let password_hash = pchat_server::auth::hash_password(password.to_string())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let command = Command::BootstrapAdmin {
+                name: name.to_string(),
+                password_hash,
+            };
+            store
+                .submit(Envelope {
+                    origin: settings.server.server_name.clone(),
+                    command,
+                })
+                .await
+                .context("cannot create the bootstrap administrator")?;
+            tracing::info!(
+                name,
+                "created the first administrator from PCHAT_BOOTSTRAP_ADMIN"
+            );
+        }
+        Err(_) => {
+            eprintln!(
+                "No user exists yet. Create the first administrator with:\n  \
+                 pchat admin create-user --data-dir {} --name admin --admin\n\
+                 or start the server with PCHAT_BOOTSTRAP_ADMIN=name:password.",
+                settings.data_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,154 @@
+//! Fan-out: follows the store's committed log and hands each new message to
+//! every connection subscribed to its room.
+//!
+//! A message is serialised once and the same bytes go to every subscriber.
+//! Each connection has a bounded outbox; when it is full the hub does not wait
+//! (one slow client must not hold up a room of 16,000) but marks the
+//! connection as lagged, and the connection refills what it missed from
+//! history. Connections also refill on any gap in a room's sequence numbers,
+//! so delivery never skips a message and never repeats one.
+
+use crate::AppState;
+use axum::extract::ws::Utf8Bytes;
+use pchat_api::ServerFrame;
+use pchat_domain::{Event, RoomId, Seq};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, Notify};
+
+/// What the hub sends a connection.
+#[derive(Clone)]
+pub enum Delivery {
+    Message {
+        room: RoomId,
+        seq: Seq,
+        frame: Utf8Bytes,
+    },
+    /// The room's privacy or roles changed: check the subscriber may still read.
+    Recheck { room: RoomId },
+}
+
+pub struct Outbox {
+    pub tx: mpsc::Sender<Delivery>,
+    /// Set when a delivery was dropped because the outbox was full.
+    pub lagged: AtomicBool,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    rooms: RwLock<HashMap<RoomId, HashMap<u64, Arc<Outbox>>>>,
+    next_id: AtomicU64,
+    started: Notify,
+    is_started: AtomicBool,
+}
+
+impl Hub {
+    pub fn connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn add(&self, room: RoomId, conn: u64, outbox: Arc<Outbox>) {
+        if let Ok(mut rooms) = self.rooms.write() {
+            rooms.entry(room).or_default().insert(conn, outbox);
+        }
+    }
+
+    pub fn remove(&self, room: RoomId, conn: u64) {
+        if let Ok(mut rooms) = self.rooms.write() {
+            if let Some(subs) = rooms.get_mut(&room) {
+                subs.remove(&conn);
+                if subs.is_empty() {
+                    rooms.remove(&room);
+                }
+            }
+        }
+    }
+
+    pub fn subscribers(&self, room: RoomId) -> usize {
+        self.rooms
+            .read()
+            .map(|r| r.get(&room).map_or(0, |s| s.len()))
+            .unwrap_or(0)
+    }
+
+    fn deliver(&self, room: RoomId, d: Delivery) {
+        let Ok(rooms) = self.rooms.read() else { return };
+        let Some(subs) = rooms.get(&room) else { return };
+        for outbox in subs.values() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = outbox.tx.try_send(d.clone()) {
+                outbox.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Resolves once the hub follows the log.
+    pub async fn started(&self) {
+        let notified = self.started.notified();
+        if self.is_started.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Follows the log from its current end; runs until the store's stream ends.
+pub async fn run(state: Arc<AppState>) {
+    let from = match state.store.identity().await {
+        Ok(id) => id.last_lsn,
+        Err(e) => {
+            tracing::error!(error = %e, "hub: cannot read the database identity");
+            return;
+        }
+    };
+    let mut log = match state.store.subscribe(from) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "hub: cannot subscribe");
+            return;
+        }
+    };
+    state.hub.is_started.store(true, Ordering::Release);
+    state.hub.started.notify_waiters();
+    while let Some(rec) = log.recv().await {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "hub: log stream failed");
+                return;
+            }
+        };
+        match &rec.event {
+            Event::MessagePosted { message } => {
+                let view = match state.names.message(message).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "hub: sender lookup failed");
+                        continue;
+                    }
+                };
+                let frame = match serde_json::to_string(&ServerFrame::Message(view)) {
+                    Ok(s) => Utf8Bytes::from(s),
+                    Err(_) => continue,
+                };
+                state.hub.deliver(
+                    message.room,
+                    Delivery::Message {
+                        room: message.room,
+                        seq: message.seq,
+                        frame,
+                    },
+                );
+            }
+            Event::UserCreated { user, .. } => state.names.insert(user.id, &user.name),
+            Event::SessionEnded { token_hash } => state.sessions.forget(token_hash),
+            Event::RoomUpdated { room } => state
+                .hub
+                .deliver(room.id, Delivery::Recheck { room: room.id }),
+            Event::RoleRevoked { room, .. } => {
+                state.hub.deliver(*room, Delivery::Recheck { room: *room })
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `/api/v1/rooms/{id}/messages`: post and read history.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{IdPath, Json, Query};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use pchat_api::{ErrorCode, MessageView, MessagesResponse, PostMessageRequest, MAX_PAGE};
+use pchat_domain::{Command, Envelope, Outcome, Seq, MAX_BODY_BYTES};
+use pchat_store::Page;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    IdPath(room): IdPath,
+    Json(req): Json<PostMessageRequest>,
+) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    let started = Instant::now();
+    if req.body.len() > MAX_BODY_BYTES {
+        state.metrics.posts_refused.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            ErrorCode::MessageTooLarge,
+            "message bodies are at most 16 KiB of UTF-8",
+        ));
+    }
+    let command = Command::PostMessage {
+        actor: caller.user.id,
+        room,
+        body: req.body,
+        client_msg_id: req.client_msg_id,
+        alert: req.alert,
+    };
+    let done = state
+        .store
+        .submit(Envelope {
+            origin: state.config.server_name.clone(),
+            command,
+        })
+        .await
+        .inspect_err(|_| {
+            state.metrics.posts_refused.fetch_add(1, Ordering::Relaxed);
+        })?;
+    let Outcome::Message { message, created } = done.outcome else {
+        return Err(ApiError::new(ErrorCode::Internal, "unexpected outcome"));
+    };
+    let status = if created {
+        state.metrics.posts.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .ack_seconds
+            .observe(started.elapsed().as_secs_f64());
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(state.names.message(&message).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    before: Option<Seq>,
+    after: Option<Seq>,
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    IdPath(room): IdPath,
+    Query(p): Query<HistoryParams>,
+) -> ApiResult<axum::Json<MessagesResponse>> {
+    let view = super::rooms::visible_room(&state, &caller.user, room, false).await?;
+    if !view.can_read {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only members read this room",
+        ));
+    }
+    let limit = p.limit.unwrap_or(state.config.default_history);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let page = match (p.before, p.after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "give before or after, not both",
+            ))
+        }
+        (Some(seq), None) => Page::Before { seq, limit },
+        (None, Some(seq)) => Page::After { seq, limit },
+        (None, None) => Page::Latest { limit },
+    };
+    let mut messages = Vec::new();
+    for m in state.store.messages(room, page).await? {
+        messages.push(state.names.message(&m).await?);
+    }
+    Ok(axum::Json(MessagesResponse { messages }))
+}

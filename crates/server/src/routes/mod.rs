@@ -1,0 +1,61 @@
+//! The HTTP API under `/api/v1`, one file per resource, plus the operational
+//! endpoints (`/healthz`, `/readyz`, `/metrics`).
+
+mod categories;
+mod messages;
+mod ops;
+mod rooms;
+mod search;
+mod sessions;
+mod users;
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use pchat_api::ErrorCode;
+use std::sync::Arc;
+
+/// Largest request body: a 16 KiB message JSON-escaped, with room to spare.
+const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/sessions", post(sessions::create).delete(sessions::delete))
+        .route("/users", post(users::create))
+        .route("/users/me", get(users::me))
+        .route(
+            "/categories",
+            post(categories::create).get(categories::list),
+        )
+        .route("/rooms", post(rooms::create).get(rooms::list))
+        .route("/rooms/{id}", get(rooms::get).patch(rooms::patch))
+        .route(
+            "/rooms/{id}/messages",
+            post(messages::post).get(messages::list),
+        )
+        .route("/search", get(search::search))
+        .route("/stream", get(crate::stream::upgrade))
+        .route("/openapi.json", get(ops::openapi));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such path")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this path",
+    )
+}

@@ -1,0 +1,93 @@
+//! `GET /api/v1/search`: full-text search over the rooms the caller may read.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::Query;
+use crate::views::caller as perm_caller;
+use crate::AppState;
+use axum::extract::State;
+use pchat_api::{ErrorCode, SearchHitView, SearchResponse, MAX_PAGE};
+use pchat_domain::permissions::can_read;
+use pchat_domain::RoomId;
+use pchat_store::SearchQuery;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    q: Option<String>,
+    room: Option<RoomId>,
+    limit: Option<u32>,
+    before: Option<String>,
+}
+
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(p): Query<SearchParams>,
+) -> ApiResult<axum::Json<SearchResponse>> {
+    let text =
+        p.q.filter(|q| !q.trim().is_empty())
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "q is required"))?;
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let before = match p.before {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "before is not a cursor"))?,
+        ),
+    };
+    let rooms: Vec<RoomId> = match p.room {
+        Some(room) => {
+            let view = super::rooms::visible_room(&state, &caller.user, room, false).await?;
+            if !view.can_read {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "only members read this room",
+                ));
+            }
+            if view.disabled {
+                vec![]
+            } else {
+                vec![room]
+            }
+        }
+        None => state
+            .store
+            .rooms_with_access(caller.user.id)
+            .await?
+            .into_iter()
+            .filter(|(r, a)| !r.disabled && can_read(r, perm_caller(&caller.user, *a)))
+            .map(|(r, _)| r.id)
+            .collect(),
+    };
+    let found = state
+        .store
+        .search(SearchQuery {
+            text,
+            rooms,
+            limit,
+            before,
+        })
+        .await?;
+    let next_before = if found.len() as u32 == limit {
+        found.last().map(|h| h.id.to_string())
+    } else {
+        None
+    };
+    let mut hits = Vec::with_capacity(found.len());
+    for h in found {
+        hits.push(SearchHitView {
+            cursor: h.id.to_string(),
+            message: state.names.message(&h.message).await?,
+        });
+    }
+    Ok(axum::Json(SearchResponse { hits, next_before }))
+}
