@@ -80,7 +80,7 @@ pub enum Command {
     UpdateRoom {
         actor: Actor,
         room: RoomId,
-        changes: RoomChanges,
+        changes: Box<RoomChanges>,
     },
     PostMessage {
         actor: UserId,

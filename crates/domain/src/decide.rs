@@ -187,7 +187,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             actor,
             room,
             changes,
-        } => update_room(state, actor, room, changes),
+        } => update_room(state, actor, room, *changes),
         Command::PostMessage {
             actor,
             room,

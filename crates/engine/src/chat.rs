@@ -455,7 +455,7 @@ impl ChatStore for ChatEngine {
     fn identity(&self) -> BoxFuture<'_, Result<Identity, StoreError>> {
         Box::pin(async move {
             self.engine
-                .read(|c| database::read_identity(c))
+                .read(database::read_identity)
                 .await?
                 .ok_or_else(|| StoreError::Internal("database has no identity".into()))
         })

@@ -242,7 +242,7 @@ async fn replaying_the_log_gives_identical_tables() {
             .submit(env(Command::UpdateRoom {
                 actor: Actor::User(1),
                 room,
-                changes,
+                changes: Box::new(changes),
             }))
             .await
             .unwrap();

@@ -369,13 +369,9 @@ impl Connection {
                 .await?;
                 continue;
             };
-            match self.readable(room).await.map_err(axum::Error::new)? {
-                Err(e) => {
-                    self.refuse(sink, None, Some(room), e.code, e.message)
-                        .await?;
-                    continue;
-                }
-                Ok(_) => {}
+            if let Err(e) = self.readable(room).await.map_err(axum::Error::new)? {
+                self.refuse(sink, None, Some(room), e.code, e.message).await?;
+                continue;
             }
             // Register first, then read history: see the module docs.
             let already = self.cursors.insert(room, cursor.max(0)).is_some();

@@ -232,7 +232,7 @@ fn auditorium_only_presenters_post() {
     m.run(Command::UpdateRoom {
         actor: Actor::User(2),
         room: r,
-        changes,
+        changes: Box::new(changes),
     })
     .unwrap();
     assert!(m.run(post(3, r, "x")).is_ok());
@@ -271,7 +271,7 @@ fn list_changes_replace_then_add_then_remove() {
     m.run(Command::UpdateRoom {
         actor: Actor::User(1),
         room: r,
-        changes,
+        changes: Box::new(changes),
     })
     .unwrap();
     assert_eq!(m.role_list(r, Role::Member).unwrap(), vec![1, 2, 3]);
@@ -280,7 +280,7 @@ fn list_changes_replace_then_add_then_remove() {
     m.run(Command::UpdateRoom {
         actor: Actor::User(1),
         room: r,
-        changes,
+        changes: Box::new(changes),
     })
     .unwrap();
     assert_eq!(m.role_list(r, Role::Member).unwrap(), vec![1, 3]);
@@ -290,7 +290,7 @@ fn list_changes_replace_then_add_then_remove() {
         .run(Command::UpdateRoom {
             actor: Actor::User(1),
             room: r,
-            changes,
+            changes: Box::new(changes),
         })
         .unwrap_err();
     assert_eq!(

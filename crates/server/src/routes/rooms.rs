@@ -126,7 +126,7 @@ pub async fn patch(
     let command = Command::UpdateRoom {
         actor: Actor::User(caller.user.id),
         room: id,
-        changes,
+        changes: Box::new(changes),
     };
     state
         .store

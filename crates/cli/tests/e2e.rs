@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `pchat` binary, real SQLite files in a
+//! temporary directory, real TCP on 127.0.0.1 with ephemeral ports, real
+//! processes killed with SIGKILL.
+
+mod e2e {
+    pub mod admin_cli;
+    pub mod api;
+    pub mod common;
+    pub mod crash;
+    pub mod stream;
+}
