@@ -370,7 +370,8 @@ impl Connection {
                 continue;
             };
             if let Err(e) = self.readable(room).await.map_err(axum::Error::new)? {
-                self.refuse(sink, None, Some(room), e.code, e.message).await?;
+                self.refuse(sink, None, Some(room), e.code, e.message)
+                    .await?;
                 continue;
             }
             // Register first, then read history: see the module docs.

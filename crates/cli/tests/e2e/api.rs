@@ -287,7 +287,15 @@ async fn bad_input_gets_a_stable_error_and_changes_nothing() {
     let msgs = |room: i64| format!("/api/v1/rooms/{room}/messages");
     let big = "x".repeat(16 * 1024 + 1);
     // (what, method, path, token, body, status, code)
-    type Case<'a> = (&'a str, &'a str, String, Option<&'a str>, Option<Vec<u8>>, u16, &'a str);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        Option<&'a str>,
+        Option<Vec<u8>>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "malformed json",
