@@ -240,6 +240,19 @@ struct SubscriberResult {
     delivery_errors: u64,
 }
 
+/// A WebSocket with a small read buffer (the server's reason is in `stream.rs`).
+async fn connect(url: &str) -> anyhow::Result<(Ws, ())> {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        .await
+        .context("websocket connect")?;
+    Ok((ws, ()))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 static DRAIN_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 fn stop_deadline_passed(shared: &Shared) -> bool {
@@ -261,9 +274,7 @@ async fn sender(
     target: Arc<Vec<AtomicU64>>,
 ) -> anyhow::Result<SenderResult> {
     let (size, window, duration) = *cfg;
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .context("websocket connect")?;
+    let (mut ws, _) = connect(&url).await?;
     let mut out = SenderResult {
         acked: Vec::new(),
         ack_ms: Vec::new(),
@@ -368,12 +379,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
         }
     };
     let sub_token = make_user(format!("bench-{run_id}-sub")).await?;
-    let mut sender_tokens = Vec::new();
+    // Senders share up to 8 users (their client_msg_ids differ): setting up
+    // a user costs two Argon2 computations on the server.
+    let mut user_tokens = Vec::new();
     if !cfg.hold_only {
-        for i in 0..cfg.senders {
-            sender_tokens.push(make_user(format!("bench-{run_id}-s{i}")).await?);
+        for i in 0..cfg.senders.min(8) {
+            user_tokens.push(make_user(format!("bench-{run_id}-s{i}")).await?);
         }
     }
+    let sender_tokens: Vec<&String> = if cfg.hold_only {
+        Vec::new()
+    } else {
+        (0..cfg.senders)
+            .map(|i| &user_tokens[i % user_tokens.len()])
+            .collect()
+    };
 
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
@@ -427,6 +447,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
         }
     }
 
+    eprintln!(
+        "bench: {} subscribers connected; load starts",
+        connected.load(Ordering::Relaxed)
+    );
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     if cfg.hold_only {
@@ -541,9 +565,7 @@ async fn subscriber(
     room_ix: usize,
     mut guard: CountOnSubscribed,
 ) -> anyhow::Result<SubscriberResult> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .context("websocket connect")?;
+    let (mut ws, _) = connect(&url).await?;
     let sub = ClientFrame::Subscribe {
         rooms: BTreeMap::from([(room.to_string(), 0)]),
     };

@@ -277,9 +277,16 @@ type Reply<M> = (
 impl<M: Machine> Writer<M> {
     fn run(mut self, mut queue: mpsc::UnboundedReceiver<Request<M>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        // After a failed batch, commands commit one per transaction for a
+        // while, so a command whose apply fails fails alone.
+        let mut solo_until: Option<Instant> = None;
         while let Some(first) = queue.blocking_recv() {
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            let limit = match solo_until {
+                Some(t) if Instant::now() < t => 1,
+                _ => MAX_BATCH,
+            };
+            while batch.len() < limit {
                 match queue.try_recv() {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
@@ -303,16 +310,17 @@ impl<M: Machine> Writer<M> {
                 Err(e) => {
                     // Nothing of the batch is durable. Its reply channels were
                     // dropped with it, so every submitter sees `Unavailable`
-                    // and retries (posts keep their client_msg_id).
-                    tracing::error!(error = %e, "group commit failed");
+                    // and may retry (posts keep their client_msg_id).
+                    tracing::error!(error = %e, size, "group commit failed");
                     batch.clear();
+                    solo_until = Some(Instant::now() + std::time::Duration::from_secs(5));
                 }
             }
         }
     }
 
-    /// One transaction for the whole batch; each command in a savepoint so a
-    /// command that fails to apply leaves the others in.
+    /// One transaction, one fsync, for the whole batch. No savepoint per
+    /// command: a savepoint makes FTS5 flush its index to disk each time.
     #[allow(clippy::type_complexity)]
     fn commit_batch(
         &mut self,
@@ -321,7 +329,7 @@ impl<M: Machine> Writer<M> {
         let now = now_ms();
         let mut replies = Vec::with_capacity(batch.len());
         let mut records = Vec::new();
-        let mut tx = self
+        let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Read under the write lock: another process (`pchat admin --data-dir`
@@ -331,54 +339,36 @@ impl<M: Machine> Writer<M> {
             .query_row([], |r| r.get(0))?;
         let mut lsn = self.last_lsn;
         for req in batch.drain(..) {
-            let mut sp = tx.savepoint()?;
-            let result = match M::decide(&sp, now, req.command) {
+            // decide only reads; a refused command has written nothing.
+            let result = match M::decide(&tx, now, req.command) {
                 Err(e) => Err(e),
                 Ok((events, outcome)) => {
-                    let start = lsn;
-                    let mut written = Vec::with_capacity(events.len());
-                    let applied: rusqlite::Result<()> = (|| {
-                        for event in events {
-                            lsn += 1;
-                            let text = serde_json::to_string(&event).map_err(|e| {
-                                rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-                            })?;
-                            sp.prepare_cached(
-                                "INSERT INTO log (lsn, ts, origin, event) VALUES (?1, ?2, ?3, ?4)",
-                            )?
-                            .execute(params![lsn, now, req.origin, text])?;
-                            M::apply(&sp, lsn, &event)?;
-                            written.push(LogRecord {
-                                lsn,
-                                ts: now,
-                                origin: req.origin.clone(),
-                                event,
-                            });
-                        }
-                        Ok(())
-                    })();
-                    match applied {
-                        Ok(()) => {
-                            sp.commit()?;
-                            records.extend(written);
-                            Ok((lsn, outcome))
-                        }
-                        Err(e) => {
-                            lsn = start;
-                            sp.rollback()?;
-                            Err(internal(e))
-                        }
+                    for event in events {
+                        lsn += 1;
+                        let text = serde_json::to_string(&event)
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                        tx.prepare_cached(
+                            "INSERT INTO log (lsn, ts, origin, event) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![lsn, now, req.origin, text])?;
+                        // An apply error fails the whole batch (see `run`).
+                        M::apply(&tx, lsn, &event)?;
+                        records.push(LogRecord {
+                            lsn,
+                            ts: now,
+                            origin: req.origin.clone(),
+                            event,
+                        });
                     }
+                    Ok((lsn, outcome))
                 }
             };
-            // A refused command's savepoint (empty) rolls back when dropped.
             replies.push((req.reply, result));
         }
         if lsn != self.last_lsn {
             tx.prepare_cached("UPDATE identity SET last_lsn = ?1 WHERE id = 1")?
                 .execute(params![lsn])?;
         }
-        tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
         tx.commit()?;
         self.last_lsn = lsn;
         Ok((replies, records))

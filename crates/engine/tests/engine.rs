@@ -327,3 +327,56 @@ async fn compliance_records_every_event_once_across_restarts() {
         .unwrap();
     assert_eq!(server, "test-server");
 }
+
+/// A command whose apply fails (here: a session token that already exists,
+/// which decide does not check) fails its whole batch, changes nothing, and
+/// then fails alone while its batch-mates succeed when retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_apply_fails_its_batch_then_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChatEngine::open(&dir.path().join("mgc.db")).unwrap();
+    let room = seed(&store).await;
+    let poison = || {
+        env(Command::CreateSession {
+            user: 1,
+            token_hash: "same".into(),
+        })
+    };
+    store.submit(poison()).await.unwrap();
+    let before = store.identity().await.unwrap().last_lsn;
+    // queued together, so committed in one batch
+    let a = store.submit(post(room, 1));
+    let bad = store.submit(poison());
+    let b = store.submit(post(room, 2));
+    let (a, bad, b) = (a.await, bad.await, b.await);
+    assert!(bad.is_err());
+    assert!(
+        matches!(a, Err(pchat_store::StoreError::Unavailable(_))),
+        "{a:?}"
+    );
+    assert!(
+        matches!(b, Err(pchat_store::StoreError::Unavailable(_))),
+        "{b:?}"
+    );
+    assert_eq!(
+        store.identity().await.unwrap().last_lsn,
+        before,
+        "a failed batch wrote something"
+    );
+    // retried together with the poison: only the poison fails now
+    let a = store.submit(post(room, 1));
+    let bad = store.submit(poison());
+    let b = store.submit(post(room, 2));
+    let (a, bad, b) = (a.await.unwrap(), bad.await, b.await.unwrap());
+    assert!(bad.is_err());
+    let seq = |c: &pchat_store::Committed| match &c.outcome {
+        Outcome::Message { message, .. } => message.seq,
+        o => panic!("unexpected {o:?}"),
+    };
+    assert_eq!((seq(&a), seq(&b)), (1, 2));
+    let msgs = store
+        .messages(room, Page::Latest { limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 2);
+}

@@ -43,9 +43,16 @@ pub fn check_password_policy(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Each Argon2 computation holds 19 MiB: at most this many run at once.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Argon2id hash in PHC string form. Slow on purpose: runs off the async threads.
 pub async fn hash_password(password: String) -> ApiResult<String> {
     let salt_bytes: [u8; 16] = random_bytes()?;
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
         Argon2::default()
@@ -60,6 +67,9 @@ pub async fn hash_password(password: String) -> ApiResult<String> {
 
 /// Checks a password against a stored hash (false for a malformed hash).
 pub async fn verify_password(password: String, hash: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
