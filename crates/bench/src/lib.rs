@@ -32,6 +32,11 @@ pub struct Config {
     pub window: usize,
     /// Connect the subscribers and hold them for `duration`, without posting.
     pub hold_only: bool,
+    /// Total posts per second across all senders (None: as fast as acks allow).
+    pub rate: Option<f64>,
+    /// After loading, time this many history reads (latest 50 of the first
+    /// room) and this many full-text searches.
+    pub reads: usize,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -62,6 +67,14 @@ pub struct Report {
     pub undelivered: u64,
     /// Posts refused or connections lost.
     pub errors: u64,
+    /// Messages in the first room when the reads ran.
+    pub read_room_messages: i64,
+    pub history_p50_ms: f64,
+    pub history_p99_ms: f64,
+    pub search_p50_ms: f64,
+    pub search_p99_ms: f64,
+    /// Average hits per search (limit 20).
+    pub search_hits: f64,
 }
 
 impl Report {
@@ -72,7 +85,8 @@ impl Report {
              ack:        p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms\n\
              delivery:   {} messages, p50 {:.2} ms  p99 {:.2} ms\n\
              server RSS: {:.1} MiB\n\
-             verify:     {} missing, {} duplicated, {} delivery errors, {} undelivered, {} errors",
+             verify:     {} missing, {} duplicated, {} delivery errors, {} undelivered, {} errors\n\
+             reads:      latest 50 of {} messages p50 {:.2} ms p99 {:.2} ms; search p50 {:.2} ms p99 {:.2} ms ({:.1} hits)",
             self.senders,
             self.rooms,
             self.subscribers_per_room,
@@ -93,7 +107,13 @@ impl Report {
             self.duplicated,
             self.delivery_errors,
             self.undelivered,
-            self.errors
+            self.errors,
+            self.read_room_messages,
+            self.history_p50_ms,
+            self.history_p99_ms,
+            self.search_p50_ms,
+            self.search_p99_ms,
+            self.search_hits
         )
     }
 }
@@ -200,8 +220,23 @@ fn stamp(epoch: Instant) -> u64 {
     epoch.elapsed().as_micros() as u64
 }
 
-fn body(epoch: Instant, size: usize) -> String {
+/// Words w0..w999 in bodies, so searches have something to find.
+const VOCABULARY: u64 = 1000;
+
+/// A cheap deterministic generator (xorshift) for word choice.
+fn next_rand(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+fn body(epoch: Instant, size: usize, rng: &mut u64) -> String {
     let mut b = format!("t={};", stamp(epoch));
+    for _ in 0..3 {
+        b.push_str(&format!(" w{}", next_rand(rng) % VOCABULARY));
+    }
+    b.push(' ');
     while b.len() < size {
         b.push('x');
     }
@@ -265,15 +300,22 @@ struct SenderResult {
     ack_ms: Vec<f64>,
 }
 
+/// What every sender is told: body size, window, duration, pause between posts.
+struct SenderConfig {
+    size: usize,
+    window: usize,
+    duration: Duration,
+    interval: Option<Duration>,
+}
+
 async fn sender(
     id: usize,
     url: String,
     rooms: Arc<Vec<i64>>,
-    cfg: Arc<(usize, usize, Duration)>,
+    cfg: Arc<SenderConfig>,
     shared: Arc<Shared>,
     target: Arc<Vec<AtomicU64>>,
 ) -> anyhow::Result<SenderResult> {
-    let (size, window, duration) = *cfg;
     let (mut ws, _) = connect(&url).await?;
     let mut out = SenderResult {
         acked: Vec::new(),
@@ -281,31 +323,47 @@ async fn sender(
     };
     let mut in_flight: HashMap<String, (Instant, usize)> = HashMap::new();
     let mut n = 0usize;
-    let end = Instant::now() + duration;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (id as u64 + 1);
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    // Paced senders start spread over one interval.
+    let mut next_send = start
+        + cfg
+            .interval
+            .map_or(Duration::ZERO, |iv| iv.mul_f64((id % 97) as f64 / 97.0));
     loop {
-        while Instant::now() < end && in_flight.len() < window {
+        while Instant::now() < end && in_flight.len() < cfg.window && Instant::now() >= next_send {
             let room_ix = (id + n) % rooms.len();
             let cmid = format!("b{id}-{n}");
             n += 1;
             let f = ClientFrame::Post {
                 room: rooms[room_ix],
-                body: body(shared.epoch, size),
+                body: body(shared.epoch, cfg.size, &mut rng),
                 client_msg_id: cmid.clone(),
                 alert: false,
             };
             ws.send(Message::text(serde_json::to_string(&f)?)).await?;
             in_flight.insert(cmid, (Instant::now(), room_ix));
+            if let Some(iv) = cfg.interval {
+                next_send += iv;
+            }
         }
-        if in_flight.is_empty() {
+        let now = Instant::now();
+        if in_flight.is_empty() && now >= end {
             break;
         }
-        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .context("no ack within 30 s")?;
-        let text = match frame {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(_)) => continue,
-            _ => bail!("connection lost with {} posts in flight", in_flight.len()),
+        let pacing = cfg.interval.is_some() && now < end && in_flight.len() < cfg.window;
+        let wait = if pacing {
+            next_send.saturating_duration_since(now)
+        } else {
+            Duration::from_secs(30)
+        };
+        let text = match tokio::time::timeout(wait, ws.next()).await {
+            Err(_) if pacing => continue,
+            Err(_) => bail!("no ack within 30 s"),
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(_))) => continue,
+            Ok(_) => bail!("connection lost with {} posts in flight", in_flight.len()),
         };
         let v: serde_json::Value = serde_json::from_str(text.as_str())?;
         match v["type"].as_str() {
@@ -329,6 +387,40 @@ async fn sender(
     }
     let _ = ws.close(None).await;
     Ok(out)
+}
+
+/// Times `n` reads of the latest 50 messages of `room` and `n` searches for
+/// a random vocabulary word across every room, one at a time.
+async fn time_reads(
+    http: &Http,
+    token: &str,
+    room: i64,
+    n: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, f64)> {
+    let mut history = Vec::with_capacity(n);
+    let mut search = Vec::with_capacity(n);
+    let mut hits = 0usize;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..n {
+        let t = Instant::now();
+        let page: MessagesResponse = http
+            .get(token, &format!("/api/v1/rooms/{room}/messages?limit=50"))
+            .await?;
+        history.push(t.elapsed().as_secs_f64() * 1000.0);
+        if page.messages.is_empty() {
+            bail!("room {room} is empty");
+        }
+        let word = format!("w{}", next_rand(&mut rng) % VOCABULARY);
+        let t = Instant::now();
+        let found: serde_json::Value = http
+            .get(token, &format!("/api/v1/search?q={word}&limit=20"))
+            .await?;
+        search.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits += found["hits"].as_array().map_or(0, |h| h.len());
+    }
+    history.sort_by(f64::total_cmp);
+    search.sort_by(f64::total_cmp);
+    Ok((history, search, hits as f64 / n.max(1) as f64))
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<Report> {
@@ -456,7 +548,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
     if cfg.hold_only {
         tokio::time::sleep(cfg.duration).await;
     } else {
-        let scfg = Arc::new((cfg.size, cfg.window, cfg.duration));
+        let scfg = Arc::new(SenderConfig {
+            size: cfg.size,
+            window: cfg.window,
+            duration: cfg.duration,
+            interval: cfg
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(cfg.senders as f64 / r)),
+        });
         for (i, token) in sender_tokens.iter().enumerate() {
             senders.spawn(sender(
                 i,
@@ -517,6 +617,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
     // Verify against history.
     let (missing, duplicated) = verify(&http, &admin, &rooms, &acked).await?;
 
+    let mut reads = (Vec::new(), Vec::new(), 0.0);
+    let mut read_room_messages = 0;
+    if cfg.reads > 0 {
+        let room: RoomView = http
+            .get(&admin, &format!("/api/v1/rooms/{}", rooms[0]))
+            .await?;
+        read_room_messages = room.last_seq;
+        reads = time_reads(&http, &admin, rooms[0], cfg.reads).await?;
+    }
+
     ack_ms.sort_by(f64::total_cmp);
     delivery_ms.sort_by(f64::total_cmp);
     Ok(Report {
@@ -541,6 +651,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<Report> {
         delivery_errors,
         undelivered,
         errors: shared.errors.load(Ordering::Relaxed),
+        read_room_messages,
+        history_p50_ms: percentile(&reads.0, 0.50),
+        history_p99_ms: percentile(&reads.0, 0.99),
+        search_p50_ms: percentile(&reads.1, 0.50),
+        search_p99_ms: percentile(&reads.1, 0.99),
+        search_hits: reads.2,
     })
 }
 

@@ -59,6 +59,13 @@ struct BenchArgs {
     /// Only connect subscribers and hold them (no posting); reports RSS.
     #[arg(long)]
     hold_only: bool,
+    /// Total posts per second across all senders (default: as fast as acks allow).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// After loading, time this many reads of the latest 50 messages of the
+    /// first room and this many full-text searches.
+    #[arg(long, default_value_t = 0)]
+    reads: usize,
     /// Print one JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -87,7 +94,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Servers and the bench hold one file descriptor per connection: lift the
-/// soft limit to the hard one (often 1,024 → 1,048,576).
+/// soft limit to the hard one, and (where allowed, e.g. as root) both to the
+/// kernel's per-process ceiling `fs.nr_open` (at most 1,048,576).
 fn raise_fd_limit() {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
@@ -96,7 +104,24 @@ fn raise_fd_limit() {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+            .unwrap_or(lim.rlim_max)
+            .min(1 << 20);
+        if ceiling > lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: ceiling,
+                rlim_max: ceiling,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return;
+            }
+        }
+        if lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
@@ -156,6 +181,8 @@ fn main() -> ExitCode {
                     duration: a.duration,
                     window: a.window.max(1),
                     hold_only: a.hold_only,
+                    rate: a.rate,
+                    reads: a.reads,
                 };
                 let report = pchat_bench::run(config).await?;
                 if a.json {

@@ -46,7 +46,7 @@ pub(crate) fn open_for_write(
     // SQLite walks the cache when a write transaction ends.
     // Checkpoints run from the writer between batches; a larger threshold
     // keeps them rarer under load.
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let tx = conn.transaction()?;
     tx.execute_batch(CORE_SCHEMA)?;
