@@ -7,7 +7,9 @@
 //!
 //! This crate holds data only: no IO, no HTTP framework.
 
-use pchat_domain::{CategoryId, ListChange, Privacy, RoomId, RoomType, Seq, Timestamp, UserId};
+use pchat_domain::{
+    Category, CategoryId, ListChange, Privacy, RoomId, RoomType, Seq, Timestamp, User, UserId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -51,6 +53,17 @@ pub struct UserView {
     pub admin: bool,
 }
 
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id,
+            name: u.name.clone(),
+            display_name: u.display_name.clone(),
+            admin: u.admin,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCategoryRequest {
@@ -65,6 +78,17 @@ pub struct CategoryView {
     pub name: String,
     pub description: String,
     pub created_at: Timestamp,
+}
+
+impl From<Category> for CategoryView {
+    fn from(c: Category) -> Self {
+        CategoryView {
+            id: c.id,
+            name: c.name,
+            description: c.description,
+            created_at: c.created_at,
+        }
+    }
 }
 
 /// A category named by id or by name.

@@ -82,7 +82,7 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
                         admin,
                     };
                     match submit(&dir, command).await? {
-                        Outcome::User(u) => pchat_server_view(&u),
+                        Outcome::User(u) => UserView::from(&u),
                         o => bail!("unexpected outcome {o:?}"),
                     }
                 }
@@ -125,12 +125,7 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
                     )
                     .await?
                     {
-                        Outcome::Category(c) => CategoryView {
-                            id: c.id,
-                            name: c.name,
-                            description: c.description,
-                            created_at: c.created_at,
-                        },
+                        Outcome::Category(c) => CategoryView::from(c),
                         o => bail!("unexpected outcome {o:?}"),
                     }
                 }
@@ -146,15 +141,6 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
                 format!("created category {} (id {})", category.name, category.id)
             })
         }
-    }
-}
-
-fn pchat_server_view(u: &pchat_domain::User) -> UserView {
-    UserView {
-        id: u.id,
-        name: u.name.clone(),
-        display_name: u.display_name.clone(),
-        admin: u.admin,
     }
 }
 

@@ -94,6 +94,19 @@ impl AppState {
         })
     }
 
+    /// Submits a command as this server (its name is the command's origin);
+    /// answers once durable.
+    pub fn submit(
+        &self,
+        command: pchat_domain::Command,
+    ) -> pchat_store::BoxFuture<'static, Result<pchat_store::Committed, pchat_store::StoreError>>
+    {
+        self.store.submit(pchat_domain::Envelope {
+            origin: self.config.server_name.clone(),
+            command,
+        })
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
     }

@@ -21,7 +21,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use pchat_api::{ClientFrame, ErrorCode, ServerFrame};
 use pchat_domain::permissions;
-use pchat_domain::{Command, Envelope, Outcome, RoomId, Seq, User};
+use pchat_domain::{Command, Outcome, RoomId, Seq, User};
 use pchat_store::{Committed, Page, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -267,10 +267,7 @@ impl Connection {
                     alert,
                 };
                 // Queued now, in arrival order; acknowledged in the same order.
-                let answer = self.state.store.submit(Envelope {
-                    origin: self.state.config.server_name.clone(),
-                    command,
-                });
+                let answer = self.state.submit(command);
                 pending.push_back(Box::pin(async move {
                     (client_msg_id, room, started, answer.await)
                 }));

@@ -96,12 +96,3 @@ pub fn room_view(
         presenters: roles.map(|r| r.presenters),
     }
 }
-
-pub fn user_view(u: &User) -> pchat_api::UserView {
-    pchat_api::UserView {
-        id: u.id,
-        name: u.name.clone(),
-        display_name: u.display_name.clone(),
-        admin: u.admin,
-    }
-}

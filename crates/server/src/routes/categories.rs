@@ -7,17 +7,8 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pchat_api::{CategoryView, CreateCategoryRequest, ErrorCode};
-use pchat_domain::{Actor, Category, Command, Envelope, Outcome};
+use pchat_domain::{Actor, Command, Outcome};
 use std::sync::Arc;
-
-fn view(c: Category) -> CategoryView {
-    CategoryView {
-        id: c.id,
-        name: c.name,
-        description: c.description,
-        created_at: c.created_at,
-    }
-}
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -29,15 +20,9 @@ pub async fn create(
         name: req.name,
         description: req.description,
     };
-    let done = state
-        .store
-        .submit(Envelope {
-            origin: state.config.server_name.clone(),
-            command,
-        })
-        .await?;
+    let done = state.submit(command).await?;
     match done.outcome {
-        Outcome::Category(c) => Ok((StatusCode::CREATED, axum::Json(view(c)))),
+        Outcome::Category(c) => Ok((StatusCode::CREATED, axum::Json(CategoryView::from(c)))),
         _ => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
     }
 }
@@ -51,7 +36,7 @@ pub async fn list(
         .categories()
         .await?
         .into_iter()
-        .map(view)
+        .map(CategoryView::from)
         .collect();
     Ok(axum::Json(serde_json::json!({ "categories": cats })))
 }

@@ -7,7 +7,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pchat_api::{ErrorCode, MessageView, MessagesResponse, PostMessageRequest, MAX_PAGE};
-use pchat_domain::{Command, Envelope, Outcome, Seq, MAX_BODY_BYTES};
+use pchat_domain::{Command, Outcome, Seq, MAX_BODY_BYTES};
 use pchat_store::Page;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
@@ -35,16 +35,9 @@ pub async fn post(
         client_msg_id: req.client_msg_id,
         alert: req.alert,
     };
-    let done = state
-        .store
-        .submit(Envelope {
-            origin: state.config.server_name.clone(),
-            command,
-        })
-        .await
-        .inspect_err(|_| {
-            state.metrics.posts_refused.fetch_add(1, Ordering::Relaxed);
-        })?;
+    let done = state.submit(command).await.inspect_err(|_| {
+        state.metrics.posts_refused.fetch_add(1, Ordering::Relaxed);
+    })?;
     let Outcome::Message { message, created } = done.outcome else {
         return Err(ApiError::new(ErrorCode::Internal, "unexpected outcome"));
     };

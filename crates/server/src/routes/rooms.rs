@@ -11,7 +11,7 @@ use pchat_api::{
     CategoryRef, CreateRoomRequest, ErrorCode, PatchRoomRequest, RoomView, RoomsResponse,
 };
 use pchat_domain::permissions::can_find;
-use pchat_domain::{name_key, Actor, Command, Envelope, Outcome, RoomChanges, RoomId, User};
+use pchat_domain::{name_key, Actor, Command, Outcome, RoomChanges, RoomId, User};
 use std::sync::Arc;
 
 /// The room as `user` sees it, with role lists; `room_not_found` if they may not find it.
@@ -67,13 +67,7 @@ pub async fn create(
         privacy: req.privacy,
         room_type: req.room_type,
     };
-    let done = state
-        .store
-        .submit(Envelope {
-            origin: state.config.server_name.clone(),
-            command,
-        })
-        .await?;
+    let done = state.submit(command).await?;
     let Outcome::Room(room) = done.outcome else {
         return Err(ApiError::new(ErrorCode::Internal, "unexpected outcome"));
     };
@@ -128,13 +122,7 @@ pub async fn patch(
         room: id,
         changes: Box::new(changes),
     };
-    state
-        .store
-        .submit(Envelope {
-            origin: state.config.server_name.clone(),
-            command,
-        })
-        .await?;
+    state.submit(command).await?;
     Ok(axum::Json(
         visible_room(&state, &caller.user, id, true).await?,
     ))

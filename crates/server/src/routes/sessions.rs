@@ -3,12 +3,11 @@
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
-use crate::views::user_view;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use pchat_api::{ErrorCode, SessionRequest, SessionResponse};
-use pchat_domain::{Command, Envelope};
+use pchat_api::{ErrorCode, SessionRequest, SessionResponse, UserView};
+use pchat_domain::Command;
 use std::sync::Arc;
 
 /// A hash of a random password, checked when the user does not exist, so a
@@ -38,36 +37,24 @@ pub async fn create(
         ));
     };
     let (token, token_hash) = auth::new_token()?;
-    let origin = state.config.server_name.clone();
     state
-        .store
-        .submit(Envelope {
-            origin,
-            command: Command::CreateSession {
-                user: user.id,
-                token_hash,
-            },
+        .submit(Command::CreateSession {
+            user: user.id,
+            token_hash,
         })
         .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(SessionResponse {
             token,
-            user: user_view(&user),
+            user: UserView::from(&user),
         }),
     ))
 }
 
 pub async fn delete(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<StatusCode> {
-    let origin = state.config.server_name.clone();
     let token_hash = caller.token_hash.clone();
-    state
-        .store
-        .submit(Envelope {
-            origin,
-            command: Command::EndSession { token_hash },
-        })
-        .await?;
+    state.submit(Command::EndSession { token_hash }).await?;
     state.sessions.forget(&caller.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,12 +3,11 @@
 use crate::auth::{self, Caller};
 use crate::error::ApiResult;
 use crate::json::Json;
-use crate::views::user_view;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pchat_api::{CreateUserRequest, UserView};
-use pchat_domain::{Actor, Command, Envelope, Outcome};
+use pchat_domain::{Actor, Command, Outcome};
 use std::sync::Arc;
 
 pub async fn create(
@@ -32,15 +31,9 @@ pub async fn create(
         password_hash,
         admin: req.admin,
     };
-    let done = state
-        .store
-        .submit(Envelope {
-            origin: state.config.server_name.clone(),
-            command,
-        })
-        .await?;
+    let done = state.submit(command).await?;
     match done.outcome {
-        Outcome::User(u) => Ok((StatusCode::CREATED, axum::Json(user_view(&u)))),
+        Outcome::User(u) => Ok((StatusCode::CREATED, axum::Json(UserView::from(&u)))),
         _ => Err(crate::error::ApiError::new(
             pchat_api::ErrorCode::Internal,
             "unexpected outcome",
@@ -49,5 +42,5 @@ pub async fn create(
 }
 
 pub async fn me(caller: Caller) -> axum::Json<UserView> {
-    axum::Json(user_view(&caller.user))
+    axum::Json(UserView::from(&caller.user))
 }
