@@ -5,6 +5,7 @@
 mod e2e {
     pub mod admin_cli;
     pub mod api;
+    pub mod bench;
     pub mod common;
     pub mod crash;
     pub mod stream;
