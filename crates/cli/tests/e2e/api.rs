@@ -5,12 +5,14 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn rooms_messages_history_and_search() {
-    let server = Server::start();
-    let c = server.client();
-    let admin = c.admin().await;
-    let alice = c.user(&admin, "alice").await;
-    let bob = c.user(&admin, "bob").await;
-    let cat = c.category(&admin, "general").await;
+    let Setup {
+        server: _server,
+        c,
+        admin: _,
+        alice,
+        bob,
+        cat,
+    } = setup().await;
 
     let open = c
         .room(
@@ -242,12 +244,14 @@ async fn rooms_messages_history_and_search() {
 
 #[tokio::test]
 async fn bad_input_gets_a_stable_error_and_changes_nothing() {
-    let server = Server::start();
-    let c = server.client();
-    let admin = c.admin().await;
-    let alice = c.user(&admin, "alice").await;
-    let bob = c.user(&admin, "bob").await;
-    let cat = c.category(&admin, "general").await;
+    let Setup {
+        server: _server,
+        c,
+        admin,
+        alice,
+        bob,
+        cat,
+    } = setup().await;
     let open = c
         .room(
             &alice,

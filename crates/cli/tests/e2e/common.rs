@@ -111,6 +111,34 @@ impl Drop for Server {
     }
 }
 
+/// A running server with its administrator signed in, a category "general"
+/// and the users "alice" and "bob" signed in.
+pub struct Setup {
+    pub server: Server,
+    pub c: Client,
+    pub admin: String,
+    pub alice: String,
+    pub bob: String,
+    pub cat: i64,
+}
+
+pub async fn setup() -> Setup {
+    let server = Server::start();
+    let c = server.client();
+    let admin = c.admin().await;
+    let alice = c.user(&admin, "alice").await;
+    let bob = c.user(&admin, "bob").await;
+    let cat = c.category(&admin, "general").await;
+    Setup {
+        server,
+        c,
+        admin,
+        alice,
+        bob,
+        cat,
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     pub base: String,

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn catch_up_then_live_then_resume() {
-    let server = Server::start();
-    let c = server.client();
-    let admin = c.admin().await;
-    let alice = c.user(&admin, "alice").await;
-    let bob = c.user(&admin, "bob").await;
-    let cat = c.category(&admin, "general").await;
+    let Setup {
+        server,
+        c,
+        admin: _,
+        alice,
+        bob,
+        cat,
+    } = setup().await;
     let room = c
         .room(
             &alice,
@@ -129,12 +131,14 @@ impl SendText for Ws {
 
 #[tokio::test]
 async fn subscribing_refuses_rooms_the_user_may_not_read() {
-    let server = Server::start();
-    let c = server.client();
-    let admin = c.admin().await;
-    let alice = c.user(&admin, "alice").await;
-    let bob = c.user(&admin, "bob").await;
-    let cat = c.category(&admin, "general").await;
+    let Setup {
+        server,
+        c,
+        admin: _,
+        alice,
+        bob,
+        cat,
+    } = setup().await;
     let closed = c
         .room(&alice, json!({"name": "team", "category": cat}))
         .await;
