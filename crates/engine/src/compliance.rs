@@ -125,16 +125,40 @@ pub async fn recorded_through(comp: &ComplianceEngine) -> Result<Lsn, StoreError
     comp.read(cursor).await
 }
 
-/// Follows `mgc` and records every event in `mgccomp` until `mgc`'s stream
-/// ends or `stop` fires. Batches whatever has arrived (up to 2,000 records).
+/// Follows `mgc` and records every event in `mgccomp` until `stop` fires (or
+/// `mgc`'s stream ends). Batches whatever has arrived (up to 2,000 records).
+/// On an error it logs, waits a second and resumes from its cursor, which is
+/// always safe: the cursor moves only with the records it covers.
 pub async fn run_recorder(
     mgc: Arc<dyn ChatStore>,
     comp: Arc<ComplianceEngine>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
-    let from = recorded_through(&comp).await?;
+    loop {
+        match record(&mgc, &comp, &mut stop).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "compliance recorder failed; resuming from its cursor in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+async fn record(
+    mgc: &Arc<dyn ChatStore>,
+    comp: &Arc<ComplianceEngine>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let from = recorded_through(comp).await?;
     let mut stream = mgc.subscribe(from)?;
     loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
         let first = tokio::select! {
             r = stream.recv() => r,
             _ = stop.changed() => None,

@@ -52,7 +52,7 @@ fn post(room: RoomId, i: usize) -> Envelope {
         room,
         body: format!("message number {i} about apples"),
         client_msg_id: format!("c{i}"),
-        alert: i % 7 == 0,
+        alert: i.is_multiple_of(7),
     })
 }
 

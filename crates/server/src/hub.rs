@@ -11,7 +11,8 @@
 use crate::AppState;
 use axum::extract::ws::Utf8Bytes;
 use pchat_api::ServerFrame;
-use pchat_domain::{Event, RoomId, Seq};
+use pchat_domain::{Event, Lsn, RoomId, Seq};
+use pchat_store::StoreError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -40,7 +41,8 @@ pub struct Hub {
     rooms: RwLock<HashMap<RoomId, HashMap<u64, Arc<Outbox>>>>,
     next_id: AtomicU64,
     started: Notify,
-    is_started: AtomicBool,
+    /// True while the hub follows the log.
+    following: AtomicBool,
 }
 
 impl Hub {
@@ -85,48 +87,51 @@ impl Hub {
     /// Resolves once the hub follows the log.
     pub async fn started(&self) {
         let notified = self.started.notified();
-        if self.is_started.load(Ordering::Acquire) {
+        if self.is_following() {
             return;
         }
         notified.await;
     }
+
+    pub fn is_following(&self) -> bool {
+        self.following.load(Ordering::Acquire)
+    }
 }
 
-/// Follows the log from its current end; runs until the store's stream ends.
+/// Follows the log from its current end until the store's stream ends. If
+/// following fails it logs, marks the server not ready, and resubscribes from
+/// the last record it handled a second later: nothing is skipped (and the
+/// connections fill any gap from history anyway).
 pub async fn run(state: Arc<AppState>) {
-    let from = match state.store.identity().await {
-        Ok(id) => id.last_lsn,
-        Err(e) => {
-            tracing::error!(error = %e, "hub: cannot read the database identity");
-            return;
+    let mut last: Option<Lsn> = None;
+    loop {
+        match follow(&state, &mut last).await {
+            Ok(()) => return,
+            Err(e) => {
+                state.hub.following.store(false, Ordering::Release);
+                tracing::error!(error = %e, "hub: following the log failed; retrying in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
+    }
+}
+
+async fn follow(state: &Arc<AppState>, last: &mut Option<Lsn>) -> Result<(), StoreError> {
+    let from = match *last {
+        Some(lsn) => lsn,
+        None => state.store.identity().await?.last_lsn,
     };
-    let mut log = match state.store.subscribe(from) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "hub: cannot subscribe");
-            return;
-        }
-    };
-    state.hub.is_started.store(true, Ordering::Release);
+    let mut log = state.store.subscribe(from)?;
+    *last = Some(from);
+    state.hub.following.store(true, Ordering::Release);
     state.hub.started.notify_waiters();
     while let Some(rec) = log.recv().await {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "hub: log stream failed");
-                return;
-            }
-        };
+        let rec = rec?;
         match &rec.event {
             Event::MessagePosted { message } => {
-                let view = match state.names.message(message).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "hub: sender lookup failed");
-                        continue;
-                    }
-                };
+                // On failure, `last` still names the record before this one:
+                // the retry handles this message again.
+                let view = state.names.message(message).await?;
                 let frame = match serde_json::to_string(&ServerFrame::Message(view)) {
                     Ok(s) => Utf8Bytes::from(s),
                     Err(_) => continue,
@@ -150,5 +155,7 @@ pub async fn run(state: Arc<AppState>) {
             }
             _ => {}
         }
+        *last = Some(rec.lsn);
     }
+    Ok(())
 }

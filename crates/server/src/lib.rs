@@ -108,7 +108,7 @@ impl AppState {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
+        self.ready.load(Ordering::Relaxed) && self.hub.is_following() && !*self.shutdown.borrow()
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

@@ -262,11 +262,13 @@ fn room_names_are_unique_without_case() {
 fn list_changes_replace_then_add_then_remove() {
     let mut m = Mem::seeded();
     let r = m.make_room(1, "ops", Privacy::Closed, RoomType::Normal);
-    let mut changes = RoomChanges::default();
-    changes.members = ListChange {
-        add: vec!["bob".into()],
-        remove: vec![],
-        replace: Some(vec!["alice".into(), "admin".into()]),
+    let changes = RoomChanges {
+        members: ListChange {
+            add: vec!["bob".into()],
+            remove: vec![],
+            replace: Some(vec!["alice".into(), "admin".into()]),
+        },
+        ..RoomChanges::default()
     };
     m.run(Command::UpdateRoom {
         actor: Actor::User(1),
