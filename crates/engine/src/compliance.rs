@@ -126,7 +126,7 @@ pub async fn recorded_through(comp: &ComplianceEngine) -> Result<Lsn, StoreError
 }
 
 /// Follows `mgc` and records every event in `mgccomp` until `stop` fires (or
-/// `mgc`'s stream ends). Batches whatever has arrived (up to 2,000 records).
+/// `mgc`'s stream ends), in batches gathered for up to 50 ms.
 /// On an error it logs, waits a second and resumes from its cursor, which is
 /// always safe: the cursor moves only with the records it covers.
 pub async fn run_recorder(
@@ -148,6 +148,11 @@ pub async fn run_recorder(
     }
 }
 
+/// How long the recorder gathers `mgc` records into one `mgccomp` commit.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
+/// Most `mgc` records in one `mgccomp` commit.
+const MAX_RECORDS: usize = 5000;
+
 async fn record(
     mgc: &Arc<dyn ChatStore>,
     comp: &Arc<ComplianceEngine>,
@@ -165,10 +170,14 @@ async fn record(
         };
         let Some(first) = first else { return Ok(()) };
         let mut records = vec![first?];
-        while records.len() < 2000 {
-            match stream.try_recv() {
-                Ok(r) => records.push(r?),
-                Err(_) => break,
+        // Gather for a moment: compliance is not on the acknowledgement
+        // path, and fewer, larger mgccomp commits leave the disk's fsyncs
+        // to the chat database.
+        let gather_until = tokio::time::Instant::now() + GATHER;
+        while records.len() < MAX_RECORDS {
+            match tokio::time::timeout_at(gather_until, stream.recv()).await {
+                Ok(Some(r)) => records.push(r?),
+                Ok(None) | Err(_) => break,
             }
         }
         comp.submit("compliance-recorder", RecordBatch { records })
