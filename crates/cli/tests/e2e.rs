@@ -8,5 +8,6 @@ mod e2e {
     pub mod bench;
     pub mod common;
     pub mod crash;
+    pub mod fuzz;
     pub mod stream;
 }

@@ -8,7 +8,7 @@ use pchat_domain::{LogRecord, Lsn, Timestamp};
 use pchat_store::{StoreError, StoreMetrics};
 use rusqlite::{params, Connection};
 use serde::{de::DeserializeOwned, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -49,7 +49,6 @@ const LIVE_BUFFER: usize = 16 * 1024;
 /// One database, running: a writer thread, a read pool, a publisher.
 pub struct Engine<M: Machine> {
     name: String,
-    path: PathBuf,
     queue: Mutex<Option<mpsc::UnboundedSender<Request<M>>>>,
     published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
     pub(crate) reads: Arc<ReadPool>,
@@ -61,10 +60,6 @@ impl<M: Machine> Engine<M> {
     /// Opens the database at `path`, creating it (and its identity) if new.
     pub fn open(path: &Path, name: &str) -> Result<Arc<Self>, StoreError> {
         let conn = database::open_for_write(path, name, M::SCHEMA).map_err(internal)?;
-        let last_lsn = database::read_identity(&conn)
-            .map_err(internal)?
-            .map(|i| i.last_lsn)
-            .unwrap_or(0);
         let (tx, rx) = mpsc::unbounded_channel();
         let (published, _) = broadcast::channel(LIVE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());
@@ -76,7 +71,6 @@ impl<M: Machine> Engine<M> {
                 .spawn(move || {
                     Writer::<M> {
                         conn,
-                        last_lsn,
                         published,
                         metrics,
                     }
@@ -86,21 +80,12 @@ impl<M: Machine> Engine<M> {
         };
         Ok(Arc::new(Engine {
             name: name.to_string(),
-            path: path.to_path_buf(),
             queue: Mutex::new(Some(tx)),
             published,
             reads: Arc::new(ReadPool::new(path.to_path_buf(), 16)),
             writer: Mutex::new(Some(writer)),
             metrics,
         }))
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn metrics(&self) -> Arc<StoreMetrics> {
@@ -264,7 +249,6 @@ pub(crate) fn read_log<E: DeserializeOwned>(
 
 struct Writer<M: Machine> {
     conn: Connection,
-    last_lsn: Lsn,
     published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
     metrics: Arc<StoreMetrics>,
 }
@@ -334,10 +318,10 @@ impl<M: Machine> Writer<M> {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Read under the write lock: another process (`pchat admin --data-dir`
         // beside a running server) may have appended since our last batch.
-        self.last_lsn = tx
+        let first: Lsn = tx
             .prepare_cached("SELECT last_lsn FROM identity WHERE id = 1")?
             .query_row([], |r| r.get(0))?;
-        let mut lsn = self.last_lsn;
+        let mut lsn = first;
         for req in batch.drain(..) {
             // decide only reads; a refused command has written nothing.
             let result = match M::decide(&tx, now, req.command) {
@@ -365,12 +349,11 @@ impl<M: Machine> Writer<M> {
             };
             replies.push((req.reply, result));
         }
-        if lsn != self.last_lsn {
+        if lsn != first {
             tx.prepare_cached("UPDATE identity SET last_lsn = ?1 WHERE id = 1")?
                 .execute(params![lsn])?;
         }
         tx.commit()?;
-        self.last_lsn = lsn;
         Ok((replies, records))
     }
 }
