@@ -8,6 +8,9 @@
 //!
 //! This crate must never depend on SQLite or on any transport.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 use pchat_domain::{
     Access, Category, CategoryId, DomainError, Envelope, LogRecord, Lsn, Message, Outcome, RoomId,
     RoomInfo, Seq, User, UserId,
