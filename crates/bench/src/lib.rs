@@ -9,6 +9,12 @@
 //! room's history is read back and every acknowledged post must be there
 //! exactly once, at the `seq` its ack named; subscribers must have seen each
 //! room's messages in order with no gap and no duplicate.
+//!
+//! [`test_message`] is the one-message synthetic check behind
+//! `pchat admin test-message`.
+
+mod probe;
+pub use probe::{test_message, ProbeConfig, ProbeReport};
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};

@@ -47,6 +47,30 @@ pub enum AdminCmd {
         #[arg(long)]
         admin: bool,
     },
+    /// The synthetic check (Lync's Test-CsPersistentChatMessage): the receiver
+    /// subscribes to a room, the sender posts, and the message must be
+    /// acknowledged and delivered exactly once. Prints the timings; exits
+    /// non-zero on any failure.
+    TestMessage {
+        /// Base URL of the server.
+        #[arg(long, env = "PCHAT_URL")]
+        url: String,
+        /// The posting test account, name:password.
+        #[arg(long)]
+        sender: String,
+        /// The receiving test account, name:password.
+        #[arg(long)]
+        receiver: String,
+        /// Room id or name (the receiver reads it, the sender posts in it).
+        #[arg(long)]
+        room: String,
+        /// Seconds to wait for each step.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a category.
     CreateCategory {
         #[command(flatten)]
@@ -58,8 +82,39 @@ pub enum AdminCmd {
     },
 }
 
+fn credentials(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
+    let (n, p) = value
+        .split_once(':')
+        .with_context(|| format!("--{flag} must be name:password"))?;
+    Ok((n.to_string(), p.to_string()))
+}
+
 pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
     match cmd {
+        AdminCmd::TestMessage {
+            url,
+            sender,
+            receiver,
+            room,
+            timeout_secs,
+            json,
+        } => {
+            let report = pchat_bench::test_message(pchat_bench::ProbeConfig {
+                url,
+                sender: credentials("sender", &sender)?,
+                receiver: credentials("receiver", &receiver)?,
+                room,
+                timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
+            })
+            .await
+            .context("test-message failed")?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.human());
+            }
+            Ok(())
+        }
         AdminCmd::CreateUser {
             target,
             name,

@@ -144,3 +144,78 @@ fn serve_refuses_bad_settings() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid"));
 }
+
+#[tokio::test]
+async fn test_message_checks_a_round_trip() {
+    let Setup {
+        server,
+        c,
+        alice,
+        cat,
+        ..
+    } = setup().await;
+    let room = c
+        .room(
+            &alice,
+            serde_json::json!({"name": "lobby", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    c.room(
+        &alice,
+        serde_json::json!({"name": "private", "category": cat}),
+    )
+    .await;
+    c.post(&alice, room, "earlier", "e1").await;
+    let run = |room: &str, receiver: &str| {
+        pchat()
+            .args([
+                "admin",
+                "test-message",
+                "--url",
+                &server.url,
+                "--sender",
+                "alice:alice-password",
+            ])
+            .args([
+                "--receiver",
+                receiver,
+                "--room",
+                room,
+                "--json",
+                "--timeout-secs",
+                "5",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("lobby", "bob:bob-password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["room"].as_i64(), r["seq"].as_i64()),
+        (Some(room), Some(2))
+    );
+    assert!(r["ack_ms"].as_f64().unwrap() > 0.0 && r["delivery_ms"].as_f64().unwrap() > 0.0);
+    // the message really is in the room's history
+    let hist = c.history(&alice, room).await;
+    assert_eq!(hist.last().unwrap()["client_msg_id"], r["client_msg_id"]);
+
+    // failures exit non-zero with the reason
+    let out = run("private", "bob:bob-password");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("lobby", "bob:wrong-password");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("receiver cannot sign in"));
+    let out = run("nowhere", "bob:bob-password");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no room named"));
+}
