@@ -3,7 +3,7 @@
 //! server next). Each implementation's tests run every check in [`CHECKS`]
 //! against a fresh, empty store:
 //!
-//! ```ignore
+//! ```text
 //! for (name, check) in pchat_store::conformance::CHECKS {
 //!     check(new_empty_store()).await; // panics with `name` in the message
 //! }
