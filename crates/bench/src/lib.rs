@@ -43,6 +43,8 @@ pub struct Config {
     /// After loading, time this many history reads (latest 50 of the first
     /// room) and this many full-text searches.
     pub reads: usize,
+    /// Clients set TCP_NODELAY, as browsers do.
+    pub nodelay: bool,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -281,13 +283,22 @@ struct SubscriberResult {
     delivery_errors: u64,
 }
 
+/// Whether bench clients set TCP_NODELAY (`--nodelay`). Off by default: the
+/// bench shares the machine with the server, and 16,000 no-delay client
+/// sockets cost it enough CPU to distort the server's figures.
+static NODELAY: AtomicBool = AtomicBool::new(false);
+
 /// A WebSocket with a small read buffer (the server's reason is in `stream.rs`).
 async fn connect(url: &str) -> anyhow::Result<(Ws, ())> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4 * 1024);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
-        .await
-        .context("websocket connect")?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        url,
+        Some(config),
+        NODELAY.load(Ordering::Relaxed),
+    )
+    .await
+    .context("websocket connect")?;
     Ok((ws, ()))
 }
 
@@ -430,6 +441,7 @@ async fn time_reads(
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<Report> {
+    NODELAY.store(cfg.nodelay, Ordering::Relaxed);
     let http = Http {
         base: cfg.url.trim_end_matches('/').to_string(),
         client: reqwest::Client::new(),

@@ -66,6 +66,9 @@ struct BenchArgs {
     /// first room and this many full-text searches.
     #[arg(long, default_value_t = 0)]
     reads: usize,
+    /// Clients set TCP_NODELAY, as browsers do (costs the bench more CPU).
+    #[arg(long)]
+    nodelay: bool,
     /// Print one JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
                     hold_only: a.hold_only,
                     rate: a.rate,
                     reads: a.reads,
+                    nodelay: a.nodelay,
                 };
                 let report = pchat_bench::run(config).await?;
                 if a.json {

@@ -23,6 +23,7 @@ mod routes;
 pub mod stream;
 mod views;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use pchat_store::ChatStore;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +141,13 @@ pub async fn serve(
     state.ready.store(true, Ordering::Relaxed);
     let app = router(state.clone());
     let shutdown_state = state.clone();
+    // Acks and messages are small frames: without TCP_NODELAY, Nagle's
+    // algorithm holds one back until the peer's delayed ACK (up to 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop.await;
