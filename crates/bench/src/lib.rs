@@ -761,6 +761,8 @@ async fn verify(
     rooms: &[i64],
     acked: &[(i64, String, i64)],
 ) -> anyhow::Result<(u64, u64)> {
+    // client_msg_ids are unique within a bench run (b{sender}-{n}), so
+    // (room, client_msg_id) names one post.
     let mut seen: HashMap<(i64, String), Vec<i64>> = HashMap::new();
     for room in rooms {
         let mut after = 0;
@@ -774,7 +776,7 @@ async fn verify(
             let n = page.messages.len();
             for m in page.messages {
                 after = m.seq;
-                seen.entry((m.room, format!("{}/{}", m.sender, m.client_msg_id)))
+                seen.entry((m.room, m.client_msg_id))
                     .or_default()
                     .push(m.seq);
             }
@@ -783,24 +785,26 @@ async fn verify(
             }
         }
     }
-    // client_msg_ids are unique per bench run and sender (b{sender}-{n}),
-    // so the sender name is not needed to match them.
-    let mut by_cmid: HashMap<(i64, &str), Vec<i64>> = HashMap::new();
-    for ((room, key), seqs) in &seen {
-        if let Some((_, cmid)) = key.split_once('/') {
-            by_cmid.entry((*room, cmid)).or_default().extend(seqs);
-        }
-    }
+    Ok(check_acked(&seen, acked))
+}
+
+/// Each acknowledged (room, client_msg_id, seq) against what history holds:
+/// (missing, duplicated). A post found at another seq than its ack named
+/// counts as missing.
+fn check_acked(
+    seen: &HashMap<(i64, String), Vec<i64>>,
+    acked: &[(i64, String, i64)],
+) -> (u64, u64) {
     let (mut missing, mut duplicated) = (0, 0);
     for (room, cmid, seq) in acked {
-        match by_cmid.get(&(*room, cmid.as_str())) {
+        match seen.get(&(*room, cmid.clone())) {
             None => missing += 1,
             Some(seqs) if seqs.len() > 1 => duplicated += 1,
             Some(seqs) if seqs[0] != *seq => missing += 1,
             Some(_) => {}
         }
     }
-    Ok((missing, duplicated))
+    (missing, duplicated)
 }
 
 #[cfg(test)]
@@ -812,6 +816,29 @@ mod tests {
         let f = r#"{"type":"message","room":3,"seq":42,"sender":"a","sender_id":1,"body":"t=12345;xxx","ts":1,"client_msg_id":"c","alert":false}"#;
         assert_eq!(parse_delivery(f), Some((3, 42, 12345)));
         assert_eq!(parse_delivery(r#"{"type":"ack"}"#), None);
+    }
+
+    #[test]
+    fn verification_counts_missing_and_duplicated_posts() {
+        let seen = HashMap::from([
+            ((1, "a".to_string()), vec![1]),
+            ((1, "b".to_string()), vec![2, 3]),
+            ((1, "c".to_string()), vec![4]),
+        ]);
+        let ack = |cmid: &str, seq| (1, cmid.to_string(), seq);
+        assert_eq!(check_acked(&seen, &[ack("a", 1), ack("c", 4)]), (0, 0));
+        assert_eq!(
+            check_acked(&seen, &[ack("b", 2)]),
+            (0, 1),
+            "in history twice"
+        );
+        assert_eq!(check_acked(&seen, &[ack("z", 5)]), (1, 0), "not in history");
+        assert_eq!(check_acked(&seen, &[ack("c", 9)]), (1, 0), "at another seq");
+        assert_eq!(
+            check_acked(&seen, &[(2, "a".into(), 1)]),
+            (1, 0),
+            "in another room"
+        );
     }
 
     #[test]

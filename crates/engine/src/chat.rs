@@ -415,10 +415,6 @@ impl ChatEngine {
         }))
     }
 
-    pub fn engine(&self) -> &Arc<Engine<ChatMachine>> {
-        &self.engine
-    }
-
     /// Stops taking commands and waits until everything queued is committed.
     pub fn close(&self) {
         self.engine.close()
@@ -427,7 +423,7 @@ impl ChatEngine {
 
 /// Turns a free-text search into an FTS5 query: each word quoted (so no input
 /// is FTS syntax), all words required, the last one as a prefix.
-pub fn fts_query(text: &str) -> Option<String> {
+fn fts_query(text: &str) -> Option<String> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())

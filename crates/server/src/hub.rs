@@ -67,13 +67,6 @@ impl Hub {
         }
     }
 
-    pub fn subscribers(&self, room: RoomId) -> usize {
-        self.rooms
-            .read()
-            .map(|r| r.get(&room).map_or(0, |s| s.len()))
-            .unwrap_or(0)
-    }
-
     fn deliver(&self, room: RoomId, d: Delivery) {
         let Ok(rooms) = self.rooms.read() else { return };
         let Some(subs) = rooms.get(&room) else { return };

@@ -59,10 +59,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A path parameter that must be an integer id.
-pub struct IdPath(pub i64);
+/// A `{id}` path parameter naming a room: anything but an integer is
+/// `room_not_found`.
+pub struct RoomIdPath(pub i64);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+impl<S: Send + Sync> FromRequestParts<S> for RoomIdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
@@ -70,7 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|e| ApiError::new(ErrorCode::NotFound, e.body_text()))?;
-        raw.parse().map(IdPath).map_err(|_| {
+        raw.parse().map(RoomIdPath).map_err(|_| {
             ApiError::new(ErrorCode::RoomNotFound, format!("'{raw}' is not a room id"))
         })
     }

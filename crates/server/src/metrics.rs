@@ -10,6 +10,8 @@ pub struct Metrics {
     pub deliveries: AtomicU64,
     pub connections: AtomicI64,
     pub connections_total: AtomicU64,
+    /// Times a lagging subscriber refilled from history.
+    pub subscriber_refills: AtomicU64,
     /// Seconds from receiving a post to its durable acknowledgement.
     pub ack_seconds: Histogram,
 }
@@ -22,6 +24,7 @@ impl Default for Metrics {
             deliveries: AtomicU64::new(0),
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            subscriber_refills: AtomicU64::new(0),
             ack_seconds: Histogram::new(LATENCY_BUCKETS),
         }
     }
@@ -78,6 +81,12 @@ impl Metrics {
             "WebSocket connections accepted.",
             "counter",
             self.connections_total.load(Relaxed).to_string(),
+        );
+        counter(
+            "pchat_subscriber_refills_total",
+            "Times a subscriber fell behind its outbox and refilled from history.",
+            "counter",
+            self.subscriber_refills.load(Relaxed).to_string(),
         );
         counter(
             "process_resident_memory_bytes",

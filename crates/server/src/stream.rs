@@ -479,6 +479,10 @@ impl Connection {
         }
         if self.outbox.lagged.swap(false, Ordering::AcqRel) {
             // Deliveries were dropped: refill every room from history.
+            self.state
+                .metrics
+                .subscriber_refills
+                .fetch_add(1, Ordering::Relaxed);
             let rooms: Vec<RoomId> = self.cursors.keys().copied().collect();
             for room in rooms {
                 self.fill(sink, room, Seq::MAX).await?;

@@ -2,7 +2,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::json::{IdPath, Json, Query};
+use crate::json::{Json, Query, RoomIdPath};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,7 +17,7 @@ use std::time::Instant;
 pub async fn post(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    IdPath(room): IdPath,
+    RoomIdPath(room): RoomIdPath,
     Json(req): Json<PostMessageRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
     let started = Instant::now();
@@ -65,7 +65,7 @@ pub struct HistoryParams {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    IdPath(room): IdPath,
+    RoomIdPath(room): RoomIdPath,
     Query(p): Query<HistoryParams>,
 ) -> ApiResult<axum::Json<MessagesResponse>> {
     let view = super::rooms::visible_room(&state, &caller.user, room, false).await?;

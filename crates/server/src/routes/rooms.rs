@@ -2,7 +2,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::json::{IdPath, Json};
+use crate::json::{Json, RoomIdPath};
 use crate::views::{caller as perm_caller, room_view};
 use crate::AppState;
 use axum::extract::State;
@@ -95,7 +95,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    IdPath(id): IdPath,
+    RoomIdPath(id): RoomIdPath,
 ) -> ApiResult<axum::Json<RoomView>> {
     Ok(axum::Json(
         visible_room(&state, &caller.user, id, true).await?,
@@ -105,7 +105,7 @@ pub async fn get(
 pub async fn patch(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    IdPath(id): IdPath,
+    RoomIdPath(id): RoomIdPath,
     Json(req): Json<PatchRoomRequest>,
 ) -> ApiResult<axum::Json<RoomView>> {
     let changes = RoomChanges {
