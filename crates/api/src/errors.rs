@@ -36,6 +36,11 @@ error_codes! {
     CategoryNotFound => "category_not_found", 404, "No such category.";
     UserNotFound => "user_not_found", 404, "No such user.";
     UnknownUser => "unknown_user", 422, "A user named in a list does not exist.";
+    UnknownGroup => "unknown_group", 422, "A group named in a list (group:NAME) does not exist.";
+    NotAllowedByCategory => "not_allowed_by_category", 422, "The room's category does not allow (or denies) this user or group; change the category's lists first.";
+    CategoryNotEmpty => "category_not_empty", 409, "A category is removed only when it has no rooms; move or delete them first.";
+    GroupNotFound => "group_not_found", 404, "No such group.";
+    AddInNotFound => "addin_not_found", 404, "No such add-in.";
     MethodNotAllowed => "method_not_allowed", 405, "The path exists but not with this method.";
     NameTaken => "name_taken", 409, "Names are unique (ignoring case); choose another.";
     ClientMsgIdReused => "client_msg_id_reused", 409, "Use a new client_msg_id for each new message.";

@@ -8,7 +8,8 @@
 //! This crate holds data only: no IO, no HTTP framework.
 
 use pchat_domain::{
-    Category, CategoryId, ListChange, Privacy, RoomId, RoomType, Seq, Timestamp, User, UserId,
+    Category, CategoryId, GroupId, Invitations, ListChange, Privacy, RoomId, RoomType, Seq,
+    Timestamp, User, UserId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -64,12 +65,46 @@ impl From<&User> for UserView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Lists not given start as: allowed `["*"]`, denied `[]`, creators `["*"]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCategoryRequest {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub file_upload: Option<bool>,
+    #[serde(default)]
+    pub invitations: Option<bool>,
+    #[serde(default)]
+    pub chat_history: Option<bool>,
+    #[serde(default)]
+    pub allowed: Option<Vec<String>>,
+    #[serde(default)]
+    pub denied: Option<Vec<String>>,
+    #[serde(default)]
+    pub creators: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCategoryRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub file_upload: Option<bool>,
+    #[serde(default)]
+    pub invitations: Option<bool>,
+    #[serde(default)]
+    pub chat_history: Option<bool>,
+    #[serde(default)]
+    pub allowed: Option<ListChange>,
+    #[serde(default)]
+    pub denied: Option<ListChange>,
+    #[serde(default)]
+    pub creators: Option<ListChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +113,16 @@ pub struct CategoryView {
     pub name: String,
     pub description: String,
     pub created_at: Timestamp,
+    pub file_upload: bool,
+    pub invitations: bool,
+    pub chat_history: bool,
+    /// The lists (`alice`, `group:Sales`, `*`): shown to administrators.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub allowed: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub denied: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub creators: Option<Vec<String>>,
 }
 
 impl From<Category> for CategoryView {
@@ -87,8 +132,153 @@ impl From<Category> for CategoryView {
             name: c.name,
             description: c.description,
             created_at: c.created_at,
+            file_upload: c.file_upload,
+            invitations: c.invitations,
+            chat_history: c.chat_history,
+            allowed: None,
+            denied: None,
+            creators: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CategoriesResponse {
+    pub categories: Vec<CategoryView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Users (`alice`) and groups (`group:Sales`).
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchGroupRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub members: Option<ListChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub id: GroupId,
+    pub name: String,
+    pub description: String,
+    pub created_at: Timestamp,
+    /// Direct members: users (`alice`) and groups (`group:Sales`).
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupsResponse {
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAddInRequest {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddInView {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddInsResponse {
+    pub addins: Vec<AddInView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    /// The invitee's user name.
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvitationView {
+    pub room: RoomView,
+    /// Who invited (absent: an operator).
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvitationsResponse {
+    pub invitations: Vec<InvitationView>,
+}
+
+/// One user a room's lists reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EligibleView {
+    pub name: String,
+    /// Effective roles, through groups included.
+    pub roles: Vec<String>,
+    /// False: the category does not let them in (not allowed, or denied).
+    pub allowed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EligibleResponse {
+    pub users: Vec<EligibleView>,
+}
+
+/// Administrators take messages out of history. Every given field must
+/// match; `room` or `user` is required. Without `remove`, each message's body
+/// becomes `replacement` (default "This message was replaced by the
+/// administrator").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMessagesRequest {
+    #[serde(default)]
+    pub room: Option<RoomId>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Milliseconds since the epoch, inclusive.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+    #[serde(default)]
+    pub remove: bool,
+    #[serde(default)]
+    pub replacement: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveMessagesResponse {
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearRoomRequest {
+    /// Milliseconds since the epoch: every message posted at or before goes.
+    pub until: Timestamp,
+}
+
+/// `Some(None)` for an explicit JSON `null` (clear), `None` when absent.
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A category named by id or by name.
@@ -110,11 +300,39 @@ pub struct CreateRoomRequest {
     pub privacy: Option<Privacy>,
     #[serde(default, rename = "type")]
     pub room_type: Option<RoomType>,
+    #[serde(default)]
+    pub invitations: Option<Invitations>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// An add-in's name.
+    #[serde(default)]
+    pub addin: Option<String>,
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+    #[serde(default)]
+    pub managers: Option<Vec<String>>,
+    #[serde(default)]
+    pub presenters: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRoomRequest {
+    /// Administrators only: move the room (entries the new category does not
+    /// allow are dropped).
+    #[serde(default)]
+    pub category: Option<CategoryRef>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub invitations: Option<Invitations>,
+    /// An add-in's name, or `null` to remove the room's add-in.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub addin: Option<Option<String>>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -141,16 +359,29 @@ pub struct RoomView {
     #[serde(rename = "type")]
     pub room_type: RoomType,
     pub disabled: bool,
+    /// The room's setting: `inherit` (the category's) or `false`.
+    pub invitations: Invitations,
+    /// Whether the room sends invitations (its setting and its category's).
+    pub invitations_on: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub addin: Option<AddInView>,
     pub created_by: UserId,
     pub created_at: Timestamp,
     /// Sequence number of the newest message (0 when empty).
     pub last_seq: Seq,
-    /// The caller's roles here: "member", "manager", "presenter".
+    /// The caller's roles here: "member", "manager", "presenter" (through
+    /// groups included).
     pub my_roles: Vec<String>,
     /// Whether the caller may read the room's history.
     pub can_read: bool,
     /// Whether the caller may post.
     pub can_post: bool,
+    /// Whether the caller may edit the room.
+    pub can_manage: bool,
+    /// Whether the caller may join (an Open room, or an invitation).
+    pub can_join: bool,
+    /// The caller holds an invitation to the room.
+    pub invited: bool,
     /// Role lists (user names); present on `GET /rooms/{id}` and on changes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub members: Option<Vec<String>>,
@@ -186,6 +417,9 @@ pub struct MessageView {
     pub ts: Timestamp,
     pub client_msg_id: String,
     pub alert: bool,
+    /// An administrator replaced the body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +494,20 @@ pub enum ServerFrame {
         message: String,
     },
     Pong,
+    /// An administrator removed these messages (`removed`) or replaced their
+    /// body with `body`.
+    MessagesChanged {
+        room: RoomId,
+        seqs: Vec<Seq>,
+        removed: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        body: Option<String>,
+    },
+    /// An administrator removed every message posted up to `until` (ms).
+    RoomCleared {
+        room: RoomId,
+        until: Timestamp,
+    },
     /// The server is shutting down; reconnect (to it or another active
     /// server) and resume from your cursors.
     GoingAway {

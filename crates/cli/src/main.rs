@@ -23,9 +23,9 @@ struct Cli {
 enum Cmd {
     /// Run a chat server (HTTP API, WebSocket, embedded databases mgc and mgccomp).
     Serve(config::ServeArgs),
-    /// Administer users and categories, against a data directory or a running server.
+    /// Administer users, groups, categories, rooms, add-ins and messages, against a data directory or a running server.
     #[command(subcommand)]
-    Admin(admin::AdminCmd),
+    Admin(Box<admin::AdminCmd>),
     /// Load a running server like real clients do, and verify what it acknowledged.
     Bench(BenchArgs),
 }
@@ -167,7 +167,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Cmd::Serve(args) => serve::run(args).await,
-            Cmd::Admin(cmd) => admin::run(cmd).await,
+            Cmd::Admin(cmd) => admin::run(*cmd).await,
             Cmd::Bench(a) => {
                 let (name, password) = a
                     .admin

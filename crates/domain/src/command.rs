@@ -11,8 +11,10 @@ pub enum Actor {
     User(UserId),
 }
 
-/// Changes to one role list of a room: `replace` (when given) sets the list,
-/// then `add` and `remove` apply. Entries are user names.
+/// Changes to one principal list (a room's role list, a category's list, a
+/// group's members): `replace` (when given) sets the list, then `add` and
+/// `remove` apply. Entries are written `alice` (a user), `group:Sales` (a
+/// group) or `*` (everyone; category lists only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListChange {
     #[serde(default)]
@@ -29,15 +31,79 @@ impl ListChange {
     }
 }
 
+/// A room's properties to set. On creation `name` is required.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomChanges {
     pub name: Option<String>,
     pub description: Option<String>,
     pub privacy: Option<Privacy>,
     pub room_type: Option<RoomType>,
+    /// Move to another category (administrators only).
+    pub category: Option<CategoryId>,
+    pub disabled: Option<bool>,
+    pub invitations: Option<Invitations>,
+    /// `Some(None)` removes the room's add-in; `Some(Some(name))` sets it.
+    pub addin: Option<Option<String>>,
     pub members: ListChange,
     pub managers: ListChange,
     pub presenters: ListChange,
+}
+
+/// A category's properties to set. On creation `name` is required, and lists
+/// not given start as: allowed `*`, denied empty, creators `*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub file_upload: Option<bool>,
+    pub invitations: Option<bool>,
+    pub chat_history: Option<bool>,
+    pub allowed: ListChange,
+    pub denied: ListChange,
+    pub creators: ListChange,
+}
+
+impl CategoryChanges {
+    pub fn list(&self, list: CategoryList) -> &ListChange {
+        match list {
+            CategoryList::Allowed => &self.allowed,
+            CategoryList::Denied => &self.denied,
+            CategoryList::Creators => &self.creators,
+        }
+    }
+}
+
+/// A group's properties to set. On creation `name` is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub members: ListChange,
+}
+
+/// Which messages an administrator removes or replaces. Every given field
+/// must match; at least one of `room` and `user` is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFilter {
+    pub room: Option<RoomId>,
+    /// Sender, by name.
+    pub user: Option<String>,
+    /// The body contains this text (ignoring case).
+    pub text: Option<String>,
+    /// Posted at or after (ms since the epoch).
+    pub since: Option<Timestamp>,
+    /// Posted at or before (ms since the epoch).
+    pub until: Option<Timestamp>,
+}
+
+/// What happens to a message an administrator takes out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageChange {
+    /// Gone from history and search (compliance keeps it).
+    Removed,
+    /// The body becomes this text, marked as replaced.
+    Replaced(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,23 +130,86 @@ pub enum Command {
     EndSession {
         token_hash: String,
     },
+    CreateGroup {
+        actor: Actor,
+        group: Box<GroupChanges>,
+    },
+    UpdateGroup {
+        actor: Actor,
+        group: GroupId,
+        changes: Box<GroupChanges>,
+    },
+    /// Removes the group and every list entry that names it.
+    DeleteGroup {
+        actor: Actor,
+        group: GroupId,
+    },
     CreateCategory {
         actor: Actor,
-        name: String,
-        description: Option<String>,
+        category: Box<CategoryChanges>,
+    },
+    UpdateCategory {
+        actor: Actor,
+        category: CategoryId,
+        changes: Box<CategoryChanges>,
+    },
+    /// Refused while the category has rooms.
+    DeleteCategory {
+        actor: Actor,
+        category: CategoryId,
     },
     CreateRoom {
         actor: Actor,
-        name: String,
         category: CategoryId,
-        description: Option<String>,
-        privacy: Option<Privacy>,
-        room_type: Option<RoomType>,
+        room: Box<RoomChanges>,
     },
     UpdateRoom {
         actor: Actor,
         room: RoomId,
         changes: Box<RoomChanges>,
+    },
+    /// Administrators only. History goes with the room; compliance keeps it.
+    DeleteRoom {
+        actor: Actor,
+        room: RoomId,
+    },
+    /// A manager invites a user (by name) to a room.
+    Invite {
+        actor: Actor,
+        room: RoomId,
+        user: String,
+    },
+    /// Become a member: of an Open room, or of a room one is invited to.
+    JoinRoom {
+        actor: UserId,
+        room: RoomId,
+    },
+    /// Stop being a (direct) member, or decline an invitation.
+    LeaveRoom {
+        actor: UserId,
+        room: RoomId,
+    },
+    CreateAddIn {
+        actor: Actor,
+        name: String,
+        url: String,
+    },
+    /// Rooms that used the add-in lose it.
+    DeleteAddIn {
+        actor: Actor,
+        name: String,
+    },
+    /// Administrators only (authors cannot delete their own messages).
+    ChangeMessages {
+        actor: Actor,
+        filter: MessageFilter,
+        change: MessageChange,
+    },
+    /// Administrators only: removes every message posted up to `until`.
+    ClearRoom {
+        actor: Actor,
+        room: RoomId,
+        until: Timestamp,
     },
     PostMessage {
         actor: UserId,
@@ -89,6 +218,32 @@ pub enum Command {
         client_msg_id: String,
         alert: bool,
     },
+}
+
+impl Command {
+    /// A category with default settings and lists.
+    pub fn new_category(actor: Actor, name: &str) -> Command {
+        Command::CreateCategory {
+            actor,
+            category: Box::new(CategoryChanges {
+                name: Some(name.into()),
+                ..CategoryChanges::default()
+            }),
+        }
+    }
+
+    /// A Normal room with the given privacy and default settings.
+    pub fn new_room(actor: Actor, category: CategoryId, name: &str, privacy: Privacy) -> Command {
+        Command::CreateRoom {
+            actor,
+            category,
+            room: Box::new(RoomChanges {
+                name: Some(name.into()),
+                privacy: Some(privacy),
+                ..RoomChanges::default()
+            }),
+        }
+    }
 }
 
 /// A command with the name of the chat server that sent it; the name is kept

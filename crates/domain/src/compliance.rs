@@ -1,5 +1,6 @@
 //! Compliance records: what `mgccomp` keeps of every chat event.
 
+use crate::command::MessageChange;
 use crate::event::{Event, LogRecord};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
@@ -35,71 +36,186 @@ pub fn records_for(rec: &LogRecord) -> Vec<ComplianceRecord> {
         seq: None,
         content: None,
     };
+    let admin = |user: Option<UserId>, room: Option<RoomId>, what: String| ComplianceRecord {
+        content: Some(what),
+        ..base("ADMIN", user, room)
+    };
     let mut out = match &rec.event {
-        Event::MessagePosted { message } => vec![ComplianceRecord {
+        Event::MessagePosted { message, .. } => vec![ComplianceRecord {
             seq: Some(message.seq),
             content: Some(message.body.clone()),
             ..base("CHAT", Some(message.sender), Some(message.room))
         }],
         Event::RoleGranted {
             room,
-            role: Role::Member,
-            users,
-        } => users
-            .iter()
-            .map(|u| base("JOIN", Some(*u), Some(*room)))
-            .collect(),
-        Event::RoleRevoked {
+            role,
+            principals,
+        }
+        | Event::RoleRevoked {
             room,
-            role: Role::Member,
-            users,
-        } => users
-            .iter()
-            .map(|u| base("PART", Some(*u), Some(*room)))
-            .collect(),
-        Event::RoleGranted { room, role, users } | Event::RoleRevoked { room, role, users } => {
-            let verb = if matches!(rec.event, Event::RoleGranted { .. }) {
-                "granted"
-            } else {
-                "revoked"
-            };
-            users
+            role,
+            principals,
+        } => {
+            let granted = matches!(rec.event, Event::RoleGranted { .. });
+            principals
                 .iter()
-                .map(|u| ComplianceRecord {
-                    content: Some(format!("{} {verb}", role.as_str())),
-                    ..base("ADMIN", Some(*u), Some(*room))
+                .map(|p| match (p, role) {
+                    // A user's membership is Lync's JOIN and PART.
+                    (Principal::User(u), Role::Member) => {
+                        base(if granted { "JOIN" } else { "PART" }, Some(*u), Some(*room))
+                    }
+                    (p, role) => admin(
+                        user_of(*p),
+                        Some(*room),
+                        format!(
+                            "{} {} {}",
+                            role.as_str(),
+                            principal_text(*p),
+                            if granted { "granted" } else { "revoked" }
+                        ),
+                    ),
                 })
                 .collect()
         }
         Event::SessionCreated { user, .. } => vec![base("SIGNIN", Some(*user), None)],
         Event::SessionEnded { .. } => vec![base("SIGNOUT", None, None)],
         Event::UserCreated { user, .. } => {
-            vec![ComplianceRecord {
-                content: Some(format!("user {} created", user.name)),
-                ..base("ADMIN", Some(user.id), None)
-            }]
+            vec![admin(
+                Some(user.id),
+                None,
+                format!("user {} created", user.name),
+            )]
         }
+        Event::GroupCreated { group } => {
+            vec![admin(None, None, format!("group {} created", group.name))]
+        }
+        Event::GroupUpdated { group } => {
+            vec![admin(None, None, format!("group {} updated", group.name))]
+        }
+        Event::GroupMembersChanged {
+            group,
+            added,
+            removed,
+        } => vec![admin(
+            None,
+            None,
+            format!(
+                "group {group} members: added [{}], removed [{}]",
+                principals_text(added),
+                principals_text(removed)
+            ),
+        )],
+        Event::GroupDeleted { group } => vec![admin(None, None, format!("group {group} deleted"))],
         Event::CategoryCreated { category } => {
-            vec![ComplianceRecord {
-                content: Some(format!("category {} created", category.name)),
-                ..base("ADMIN", None, None)
-            }]
+            vec![admin(
+                None,
+                None,
+                format!("category {} created", category.name),
+            )]
+        }
+        Event::CategoryUpdated { category } => {
+            vec![admin(
+                None,
+                None,
+                format!("category {} updated", category.name),
+            )]
+        }
+        Event::CategoryListChanged {
+            category,
+            list,
+            added,
+            removed,
+        } => vec![admin(
+            None,
+            None,
+            format!(
+                "category {category} {}: added [{}], removed [{}]",
+                list.as_str(),
+                principals_text(added),
+                principals_text(removed)
+            ),
+        )],
+        Event::CategoryDeleted { category } => {
+            vec![admin(None, None, format!("category {category} deleted"))]
         }
         Event::RoomCreated { room } => {
-            vec![ComplianceRecord {
-                content: Some(format!("room {} created", room.name)),
-                ..base("ADMIN", None, Some(room.id))
-            }]
+            vec![admin(
+                None,
+                Some(room.id),
+                format!("room {} created", room.name),
+            )]
         }
         Event::RoomUpdated { room } => {
-            vec![ComplianceRecord {
-                content: Some(format!("room {} updated", room.name)),
-                ..base("ADMIN", None, Some(room.id))
-            }]
+            vec![admin(
+                None,
+                Some(room.id),
+                format!("room {} updated", room.name),
+            )]
         }
+        Event::RoomDeleted { room } => vec![admin(None, Some(*room), "room deleted".into())],
+        Event::Invited { room, user, by } => vec![admin(
+            Some(*user),
+            Some(*room),
+            match by {
+                Some(by) => format!("invited by user {by}"),
+                None => "invited".into(),
+            },
+        )],
+        Event::InvitationClosed { room, user } => {
+            vec![admin(Some(*user), Some(*room), "invitation closed".into())]
+        }
+        Event::AddInCreated { addin } => vec![admin(
+            None,
+            None,
+            format!("add-in {} created: {}", addin.name, addin.url),
+        )],
+        Event::AddInDeleted { addin } => {
+            vec![admin(None, None, format!("add-in {addin} deleted"))]
+        }
+        Event::MessagesChanged { room, seqs, change } => seqs
+            .iter()
+            .map(|seq| ComplianceRecord {
+                seq: Some(*seq),
+                ..admin(
+                    None,
+                    Some(*room),
+                    match change {
+                        MessageChange::Removed => "message removed".to_string(),
+                        MessageChange::Replaced(t) => format!("message replaced with: {t}"),
+                    },
+                )
+            })
+            .collect(),
+        Event::RoomCleared { room, until } => vec![admin(
+            None,
+            Some(*room),
+            format!("room cleared up to {until} ms"),
+        )],
     };
     for (i, r) in out.iter_mut().enumerate() {
         r.part = i as i64;
     }
     out
+}
+
+fn user_of(p: Principal) -> Option<UserId> {
+    match p {
+        Principal::User(u) => Some(u),
+        _ => None,
+    }
+}
+
+fn principal_text(p: Principal) -> String {
+    match p {
+        Principal::Everyone => EVERYONE.to_string(),
+        Principal::User(u) => format!("user {u}"),
+        Principal::Group(g) => format!("group {g}"),
+    }
+}
+
+fn principals_text(ps: &[Principal]) -> String {
+    ps.iter()
+        .map(|p| principal_text(*p))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

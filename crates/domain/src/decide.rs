@@ -1,6 +1,6 @@
 //! The decide step: a command and the current state in, events and an outcome out.
 
-use crate::command::{Actor, Command, ListChange, RoomChanges};
+use crate::command::*;
 use crate::error::DomainError;
 use crate::event::Event;
 use crate::model::*;
@@ -20,19 +20,47 @@ pub trait State {
     fn user_by_name(&self, name: &str) -> Result<Option<User>, StateError>;
     fn user_count(&self) -> Result<i64, StateError>;
     fn next_user_id(&self) -> Result<UserId, StateError>;
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StateError>;
+    fn group_by_name(&self, name: &str) -> Result<Option<Group>, StateError>;
+    fn next_group_id(&self) -> Result<GroupId, StateError>;
+    /// The group's direct members.
+    fn group_members(&self, id: GroupId) -> Result<Vec<Principal>, StateError>;
+    /// Every group that holds `p`, directly or through nested groups.
+    fn groups_of(&self, p: Principal) -> Result<BTreeSet<GroupId>, StateError>;
     fn category(&self, id: CategoryId) -> Result<Option<Category>, StateError>;
     fn category_by_name(&self, name: &str) -> Result<Option<Category>, StateError>;
     fn next_category_id(&self) -> Result<CategoryId, StateError>;
+    fn category_list(
+        &self,
+        id: CategoryId,
+        list: CategoryList,
+    ) -> Result<Vec<Principal>, StateError>;
+    fn category_room_count(&self, id: CategoryId) -> Result<i64, StateError>;
     fn room(&self, id: RoomId) -> Result<Option<RoomInfo>, StateError>;
     fn room_by_name(&self, name: &str) -> Result<Option<RoomInfo>, StateError>;
     fn next_room_id(&self) -> Result<RoomId, StateError>;
+    /// The user's effective standing in the room (roles through groups
+    /// included, the category's verdict, invitation).
     fn access(&self, room: RoomId, user: UserId) -> Result<Access, StateError>;
-    fn role_list(&self, room: RoomId, role: Role) -> Result<Vec<UserId>, StateError>;
+    /// The entries of one role list, as stored (users and groups).
+    fn room_entries(&self, room: RoomId, role: Role) -> Result<Vec<Principal>, StateError>;
+    fn addin(&self, id: AddInId) -> Result<Option<AddIn>, StateError>;
+    fn addin_by_name(&self, name: &str) -> Result<Option<AddIn>, StateError>;
+    fn next_addin_id(&self) -> Result<AddInId, StateError>;
     fn message_by_client_id(
         &self,
         sender: UserId,
         client_msg_id: &str,
     ) -> Result<Option<Message>, StateError>;
+    /// Messages still in history that match, as (room, seqs), at most `limit`
+    /// seqs in all.
+    fn matching_messages(
+        &self,
+        room: Option<RoomId>,
+        sender: Option<UserId>,
+        filter: &MessageFilter,
+        limit: usize,
+    ) -> Result<Vec<(RoomId, Vec<Seq>)>, StateError>;
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError>;
 }
 
@@ -44,14 +72,22 @@ pub enum Outcome {
         user: UserId,
     },
     SessionEnded,
+    Group(Group),
     Category(Category),
     Room(RoomInfo),
+    AddIn(AddIn),
     /// `created` is false when the `client_msg_id` had been posted before and
     /// this is the first message, returned again.
     Message {
         message: Message,
         created: bool,
     },
+    /// How many messages an administrator removed or replaced.
+    MessagesChanged {
+        count: usize,
+    },
+    /// Done; nothing to report.
+    Done,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +99,9 @@ pub enum DecideError {
 }
 
 type Decided = Result<(Vec<Event>, Outcome), DecideError>;
+
+/// Most messages one remove-message command changes.
+pub const MAX_CHANGED_MESSAGES: usize = 100_000;
 
 /// Decides a command. `now` is the time stamped on the events (the engine's
 /// clock, taken once per batch) so the result depends only on the inputs.
@@ -110,84 +149,112 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
                 Outcome::SessionEnded,
             ))
         }
-        Command::CreateCategory {
+        Command::CreateGroup { actor, group } => {
+            require_admin(state, actor)?;
+            groups::create(state, now, *group)
+        }
+        Command::UpdateGroup {
             actor,
-            name,
-            description,
+            group,
+            changes,
         } => {
             require_admin(state, actor)?;
-            check_name(&name)?;
-            let description = check_description(description)?;
-            if state.category_by_name(&name)?.is_some() {
-                return Err(DomainError::NameTaken {
-                    what: "category",
-                    name,
-                }
-                .into());
+            groups::update(state, group, *changes)
+        }
+        Command::DeleteGroup { actor, group } => {
+            require_admin(state, actor)?;
+            state.group(group)?.ok_or(DomainError::NotFound("group"))?;
+            Ok((vec![Event::GroupDeleted { group }], Outcome::Done))
+        }
+        Command::CreateCategory { actor, category } => {
+            require_admin(state, actor)?;
+            categories::create(state, now, *category)
+        }
+        Command::UpdateCategory {
+            actor,
+            category,
+            changes,
+        } => {
+            require_admin(state, actor)?;
+            categories::update(state, category, *changes)
+        }
+        Command::DeleteCategory { actor, category } => {
+            require_admin(state, actor)?;
+            state
+                .category(category)?
+                .ok_or(DomainError::NotFound("category"))?;
+            let rooms = state.category_room_count(category)?;
+            if rooms > 0 {
+                return Err(DomainError::CategoryNotEmpty(rooms).into());
             }
-            let category = Category {
-                id: state.next_category_id()?,
-                name,
-                description,
-                created_at: now,
-            };
-            Ok((
-                vec![Event::CategoryCreated {
-                    category: category.clone(),
-                }],
-                Outcome::Category(category),
-            ))
+            Ok((vec![Event::CategoryDeleted { category }], Outcome::Done))
         }
         Command::CreateRoom {
             actor,
-            name,
             category,
-            description,
-            privacy,
-            room_type,
-        } => {
-            let creator = match actor {
-                Actor::System => 0,
-                Actor::User(id) => {
-                    state.user(id)?.ok_or(DomainError::NotFound("user"))?;
-                    id
-                }
-            };
-            check_name(&name)?;
-            let description = check_description(description)?;
-            if state.category(category)?.is_none() {
-                return Err(DomainError::NotFound("category").into());
-            }
-            if state.room_by_name(&name)?.is_some() {
-                return Err(DomainError::NameTaken { what: "room", name }.into());
-            }
-            let room = RoomInfo {
-                id: state.next_room_id()?,
-                name,
-                category,
-                description,
-                privacy: privacy.unwrap_or_default(),
-                room_type: room_type.unwrap_or_default(),
-                created_by: creator,
-                created_at: now,
-                last_seq: 0,
-                disabled: false,
-            };
-            let mut events = vec![Event::RoomCreated { room: room.clone() }];
-            if creator != 0 {
-                events.push(Event::RoleGranted {
-                    room: room.id,
-                    role: Role::Manager,
-                    users: vec![creator],
-                });
-            }
-            Ok((events, Outcome::Room(room)))
-        }
+            room,
+        } => rooms::create(state, now, actor, category, *room),
         Command::UpdateRoom {
             actor,
             room,
             changes,
-        } => update_room(state, actor, room, *changes),
+        } => rooms::update(state, actor, room, *changes),
+        Command::DeleteRoom { actor, room } => {
+            require_admin(state, actor)?;
+            state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+            Ok((vec![Event::RoomDeleted { room }], Outcome::Done))
+        }
+        Command::Invite { actor, room, user } => rooms::invite(state, actor, room, &user),
+        Command::JoinRoom { actor, room } => rooms::join(state, actor, room),
+        Command::LeaveRoom { actor, room } => rooms::leave(state, actor, room),
+        Command::CreateAddIn { actor, name, url } => {
+            require_admin(state, actor)?;
+            check_name(&name)?;
+            if !valid_url(&url) {
+                return Err(DomainError::Invalid(format!(
+                    "add-in URLs are http:// or https:// with a host, at most {MAX_URL_BYTES} bytes, no spaces"
+                ))
+                .into());
+            }
+            if state.addin_by_name(&name)?.is_some() {
+                return Err(DomainError::NameTaken {
+                    what: "add-in",
+                    name,
+                }
+                .into());
+            }
+            let addin = AddIn {
+                id: state.next_addin_id()?,
+                name,
+                url,
+            };
+            Ok((
+                vec![Event::AddInCreated {
+                    addin: addin.clone(),
+                }],
+                Outcome::AddIn(addin),
+            ))
+        }
+        Command::DeleteAddIn { actor, name } => {
+            require_admin(state, actor)?;
+            let addin = state
+                .addin_by_name(&name)?
+                .ok_or(DomainError::NotFound("add-in"))?;
+            Ok((vec![Event::AddInDeleted { addin: addin.id }], Outcome::Done))
+        }
+        Command::ChangeMessages {
+            actor,
+            filter,
+            change,
+        } => {
+            require_admin(state, actor)?;
+            change_messages(state, filter, change)
+        }
+        Command::ClearRoom { actor, room, until } => {
+            require_admin(state, actor)?;
+            state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+            Ok((vec![Event::RoomCleared { room, until }], Outcome::Done))
+        }
         Command::PostMessage {
             actor,
             room,
@@ -198,6 +265,11 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
     }
 }
 
+mod categories;
+mod groups;
+mod lists;
+mod rooms;
+
 fn create_user(
     state: &dyn State,
     now: Timestamp,
@@ -207,6 +279,12 @@ fn create_user(
     admin: bool,
 ) -> Decided {
     check_name(&name)?;
+    if name.starts_with(GROUP_PREFIX) || name == EVERYONE {
+        return Err(DomainError::Invalid(format!(
+            "user names cannot be '{EVERYONE}' or begin with '{GROUP_PREFIX}' (lists use those for everyone and for groups)"
+        ))
+        .into());
+    }
     let display_name = match display_name {
         Some(d) => {
             check_name(&d)?;
@@ -272,10 +350,7 @@ fn post_message(
     }
     let user = state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
     let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
-    let caller = Caller {
-        admin: user.admin,
-        access: state.access(room_id, actor)?,
-    };
+    let caller = caller_in(state, &user, room_id)?;
     if !permissions::can_find(&room, caller) {
         return Err(DomainError::NotFound("room").into());
     }
@@ -290,6 +365,10 @@ fn post_message(
         };
         return Err(DomainError::Forbidden(why).into());
     }
+    let kept = state
+        .category(room.category)?
+        .map(|c| c.chat_history)
+        .unwrap_or(true);
     let message = Message {
         room: room_id,
         seq: room.last_seq + 1,
@@ -298,10 +377,12 @@ fn post_message(
         body,
         alert,
         client_msg_id,
+        replaced: false,
     };
     Ok((
         vec![Event::MessagePosted {
             message: message.clone(),
+            unkept: !kept,
         }],
         Outcome::Message {
             message,
@@ -310,102 +391,55 @@ fn post_message(
     ))
 }
 
-fn update_room(state: &dyn State, actor: Actor, room_id: RoomId, changes: RoomChanges) -> Decided {
-    let mut room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
-    if let Actor::User(id) = actor {
-        let user = state.user(id)?.ok_or(DomainError::NotFound("user"))?;
-        let caller = Caller {
-            admin: user.admin,
-            access: state.access(room_id, id)?,
-        };
-        if !permissions::can_find(&room, caller) {
-            return Err(DomainError::NotFound("room").into());
-        }
-        if !permissions::can_manage(&room, caller) {
-            return Err(DomainError::Forbidden(
-                "only the room's managers and administrators edit a room",
-            )
+fn change_messages(state: &dyn State, filter: MessageFilter, change: MessageChange) -> Decided {
+    if filter.room.is_none() && filter.user.is_none() {
+        return Err(DomainError::Invalid("name a room or a user (or both)".into()).into());
+    }
+    if let MessageChange::Replaced(text) = &change {
+        if text.is_empty() || text.len() > MAX_BODY_BYTES {
+            return Err(DomainError::Invalid(format!(
+                "the replacement text must be 1 to {MAX_BODY_BYTES} bytes"
+            ))
             .into());
         }
     }
-    let before = room.clone();
-    if let Some(name) = changes.name {
-        check_name(&name)?;
-        if let Some(other) = state.room_by_name(&name)? {
-            if other.id != room_id {
-                return Err(DomainError::NameTaken { what: "room", name }.into());
-            }
-        }
-        room.name = name;
+    if let Some(room) = filter.room {
+        state.room(room)?.ok_or(DomainError::NotFound("room"))?;
     }
-    if let Some(d) = changes.description {
-        room.description = check_description(Some(d))?;
+    let sender = match &filter.user {
+        Some(n) => Some(
+            state
+                .user_by_name(n)?
+                .ok_or_else(|| DomainError::UnknownUser(n.clone()))?
+                .id,
+        ),
+        None => None,
+    };
+    let found = state.matching_messages(filter.room, sender, &filter, MAX_CHANGED_MESSAGES + 1)?;
+    let count: usize = found.iter().map(|(_, seqs)| seqs.len()).sum();
+    if count > MAX_CHANGED_MESSAGES {
+        return Err(DomainError::Invalid(format!(
+            "more than {MAX_CHANGED_MESSAGES} messages match; narrow the filter or use clear-room"
+        ))
+        .into());
     }
-    if let Some(p) = changes.privacy {
-        room.privacy = p;
-    }
-    if let Some(t) = changes.room_type {
-        room.room_type = t;
-    }
-    let mut events = Vec::new();
-    if room != before {
-        events.push(Event::RoomUpdated { room: room.clone() });
-    }
-    for (role, change) in [
-        (Role::Member, &changes.members),
-        (Role::Manager, &changes.managers),
-        (Role::Presenter, &changes.presenters),
-    ] {
-        if !change.is_empty() {
-            role_events(state, room_id, role, change, &mut events)?;
-        }
-    }
-    Ok((events, Outcome::Room(room)))
+    let events = found
+        .into_iter()
+        .map(|(room, seqs)| Event::MessagesChanged {
+            room,
+            seqs,
+            change: change.clone(),
+        })
+        .collect();
+    Ok((events, Outcome::MessagesChanged { count }))
 }
 
-fn role_events(
-    state: &dyn State,
-    room: RoomId,
-    role: Role,
-    change: &ListChange,
-    events: &mut Vec<Event>,
-) -> Result<(), DecideError> {
-    let resolve = |names: &[String]| -> Result<BTreeSet<UserId>, DecideError> {
-        let mut ids = BTreeSet::new();
-        for n in names {
-            let u = state
-                .user_by_name(n)?
-                .ok_or_else(|| DomainError::UnknownUser(n.clone()))?;
-            ids.insert(u.id);
-        }
-        Ok(ids)
-    };
-    let current: BTreeSet<UserId> = state.role_list(room, role)?.into_iter().collect();
-    let mut target = match &change.replace {
-        Some(list) => resolve(list)?,
-        None => current.clone(),
-    };
-    target.extend(resolve(&change.add)?);
-    for id in resolve(&change.remove)? {
-        target.remove(&id);
-    }
-    let granted: Vec<UserId> = target.difference(&current).copied().collect();
-    let revoked: Vec<UserId> = current.difference(&target).copied().collect();
-    if !granted.is_empty() {
-        events.push(Event::RoleGranted {
-            room,
-            role,
-            users: granted,
-        });
-    }
-    if !revoked.is_empty() {
-        events.push(Event::RoleRevoked {
-            room,
-            role,
-            users: revoked,
-        });
-    }
-    Ok(())
+/// The caller as the permission rules see them, for a room.
+fn caller_in(state: &dyn State, user: &User, room: RoomId) -> Result<Caller, DecideError> {
+    Ok(Caller {
+        admin: user.admin,
+        access: state.access(room, user.id)?,
+    })
 }
 
 fn require_admin(state: &dyn State, actor: Actor) -> Result<(), DecideError> {

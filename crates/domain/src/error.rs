@@ -12,6 +12,12 @@ pub enum DomainError {
     NotFound(&'static str),
     #[error("unknown user: {0}")]
     UnknownUser(String),
+    #[error("unknown group: {0}")]
+    UnknownGroup(String),
+    #[error("the category does not allow {0}")]
+    NotAllowedByCategory(String),
+    #[error("the category still has {0} room(s); move or delete them first")]
+    CategoryNotEmpty(i64),
     #[error("{what} name '{name}' is already taken")]
     NameTaken { what: &'static str, name: String },
     #[error("client_msg_id '{0}' was already used for another room")]

@@ -1,5 +1,6 @@
 //! What happened: the contents of a database's transaction log.
 
+use crate::command::MessageChange;
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +19,35 @@ pub enum Event {
     SessionEnded {
         token_hash: String,
     },
+    GroupCreated {
+        group: Group,
+    },
+    GroupUpdated {
+        group: Group,
+    },
+    GroupMembersChanged {
+        group: GroupId,
+        added: Vec<Principal>,
+        removed: Vec<Principal>,
+    },
+    /// The group and every list entry that names it are gone.
+    GroupDeleted {
+        group: GroupId,
+    },
     CategoryCreated {
         category: Category,
+    },
+    CategoryUpdated {
+        category: Category,
+    },
+    CategoryListChanged {
+        category: CategoryId,
+        list: CategoryList,
+        added: Vec<Principal>,
+        removed: Vec<Principal>,
+    },
+    CategoryDeleted {
+        category: CategoryId,
     },
     /// A new room; its creator is its first manager.
     RoomCreated {
@@ -29,18 +57,53 @@ pub enum Event {
     RoomUpdated {
         room: RoomInfo,
     },
+    /// The room, its role lists, invitations and history are gone.
+    RoomDeleted {
+        room: RoomId,
+    },
     RoleGranted {
         room: RoomId,
         role: Role,
-        users: Vec<UserId>,
+        principals: Vec<Principal>,
     },
     RoleRevoked {
         room: RoomId,
         role: Role,
-        users: Vec<UserId>,
+        principals: Vec<Principal>,
+    },
+    Invited {
+        room: RoomId,
+        user: UserId,
+        by: Option<UserId>,
+    },
+    /// Accepted (the user joined) or declined.
+    InvitationClosed {
+        room: RoomId,
+        user: UserId,
+    },
+    AddInCreated {
+        addin: AddIn,
+    },
+    AddInDeleted {
+        addin: AddInId,
     },
     MessagePosted {
         message: Message,
+        /// The category keeps no history: deliver live, record for
+        /// compliance, keep only what idempotent retries need.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unkept: bool,
+    },
+    /// An administrator removed or replaced these messages of a room.
+    MessagesChanged {
+        room: RoomId,
+        seqs: Vec<Seq>,
+        change: MessageChange,
+    },
+    /// An administrator removed every message of the room posted up to `until`.
+    RoomCleared {
+        room: RoomId,
+        until: Timestamp,
     },
 }
 

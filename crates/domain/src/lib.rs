@@ -21,7 +21,10 @@ pub mod event;
 pub mod model;
 pub mod permissions;
 
-pub use command::{Actor, Command, Envelope, ListChange, RoomChanges};
+pub use command::{
+    Actor, CategoryChanges, Command, Envelope, GroupChanges, ListChange, MessageChange,
+    MessageFilter, RoomChanges,
+};
 pub use decide::{decide, Outcome, State, StateError};
 pub use error::DomainError;
 pub use event::{Event, LogRecord};

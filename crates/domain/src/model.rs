@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 pub type UserId = i64;
 pub type RoomId = i64;
 pub type CategoryId = i64;
+pub type GroupId = i64;
+pub type AddInId = i64;
 /// Per-room message sequence number: starts at 1, no gaps.
 pub type Seq = i64;
 /// Log sequence number of a database's transaction log: starts at 1, no gaps.
@@ -105,12 +107,142 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
+/// Whom a room's role list or a category's list names: a user, a group (and
+/// so, at check time, everyone in it and in the groups nested in it), or
+/// everyone in the organisation (Lync's SIP domain or OU entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Principal {
+    Everyone,
+    User(UserId),
+    Group(GroupId),
+}
+
+impl Principal {
+    /// The one integer a principal is stored as: users above zero, groups
+    /// below, everyone zero. Ids start at 1, so the forms never collide.
+    pub fn key(self) -> i64 {
+        match self {
+            Principal::Everyone => 0,
+            Principal::User(u) => u,
+            Principal::Group(g) => -g,
+        }
+    }
+    pub fn from_key(k: i64) -> Principal {
+        match k {
+            0 => Principal::Everyone,
+            k if k > 0 => Principal::User(k),
+            k => Principal::Group(-k),
+        }
+    }
+}
+
+/// How principals are written in lists: `alice`, `group:Sales`, `*`.
+pub const GROUP_PREFIX: &str = "group:";
+pub const EVERYONE: &str = "*";
+
+/// A named set of users and of other groups, managed by administrators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: GroupId,
+    pub name: String,
+    pub description: String,
+    pub created_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Category {
     pub id: CategoryId,
     pub name: String,
     pub description: String,
     pub created_at: Timestamp,
+    /// Members may upload files to its rooms.
+    pub file_upload: bool,
+    /// Its rooms may send invitations (a room may still turn them off).
+    pub invitations: bool,
+    /// Messages are kept in history. Off: delivered live, recorded for
+    /// compliance, never readable later.
+    pub chat_history: bool,
+}
+
+/// The three principal lists of a category. Denied wins over allowed (an
+/// ethical wall); only creators (and administrators) create rooms in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CategoryList {
+    Allowed,
+    Denied,
+    Creators,
+}
+
+impl CategoryList {
+    pub const ALL: [CategoryList; 3] = [
+        CategoryList::Allowed,
+        CategoryList::Denied,
+        CategoryList::Creators,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CategoryList::Allowed => "allowed",
+            CategoryList::Denied => "denied",
+            CategoryList::Creators => "creators",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CategoryList> {
+        CategoryList::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+/// A room's invitation setting (Lync: Inherit or False).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Invitations {
+    /// As the category says.
+    #[default]
+    Inherit,
+    /// Never.
+    False,
+}
+
+impl Invitations {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invitations::Inherit => "inherit",
+            Invitations::False => "false",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Invitations> {
+        [Invitations::Inherit, Invitations::False]
+            .into_iter()
+            .find(|i| i.as_str() == s)
+    }
+}
+
+/// A named web page shown with the rooms that use it (Lync's add-ins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddIn {
+    pub id: AddInId,
+    pub name: String,
+    pub url: String,
+}
+
+/// Longest add-in URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// An http or https URL with a host and no spaces or control characters.
+pub fn valid_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            url.len() <= MAX_URL_BYTES
+                && !rest.is_empty()
+                && !rest.starts_with('/')
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
 }
 
 /// A room's properties, without its role lists (which may be long).
@@ -128,14 +260,28 @@ pub struct RoomInfo {
     /// Sequence number of the room's newest message (0 when empty).
     pub last_seq: Seq,
     pub disabled: bool,
+    pub invitations: Invitations,
+    pub addin: Option<AddInId>,
 }
 
-/// One user's roles in one room.
+/// One user's standing in one room: their roles (directly or through a
+/// group), whether the room's category lets them in, and whether they hold an
+/// invitation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Access {
     pub member: bool,
     pub manager: bool,
     pub presenter: bool,
+    /// The category allows them and does not deny them (see [`category_permits`]).
+    pub allowed: bool,
+    pub invited: bool,
+}
+
+/// The category rule, in one place: a principal is let in when the allowed
+/// list names it (or a group it is in, or everyone) and the denied list names
+/// none of these. Denied wins: that is the ethical wall.
+pub fn category_permits(named_in_allowed: bool, named_in_denied: bool) -> bool {
+    named_in_allowed && !named_in_denied
 }
 
 impl Access {
@@ -160,7 +306,13 @@ pub struct Message {
     pub body: String,
     pub alert: bool,
     pub client_msg_id: String,
+    /// An administrator replaced the body.
+    #[serde(default)]
+    pub replaced: bool,
 }
+
+/// The body of a message an administrator replaced without giving a text.
+pub const REPLACED_TEXT: &str = "This message was replaced by the administrator";
 
 /// Checks a user, room or category name.
 pub fn valid_name(name: &str) -> bool {

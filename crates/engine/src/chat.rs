@@ -16,6 +16,7 @@ impl Machine for ChatMachine {
     type Event = Event;
     type Outcome = Outcome;
 
+    const SCHEMA_VERSION: i64 = 2;
     const SCHEMA: &'static str = "
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -31,12 +32,41 @@ CREATE TABLE IF NOT EXISTS sessions (
     user_id INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS categories (
+CREATE TABLE IF NOT EXISTS groups (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
     name_key TEXT NOT NULL UNIQUE,
     description TEXT NOT NULL,
     created_at INTEGER NOT NULL
+);
+-- member: a principal key (see Principal::key): users > 0, groups < 0.
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id INTEGER NOT NULL,
+    member INTEGER NOT NULL,
+    PRIMARY KEY (group_id, member)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS group_members_by_member ON group_members (member, group_id);
+CREATE TABLE IF NOT EXISTS categories (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    file_upload INTEGER NOT NULL,
+    invitations INTEGER NOT NULL,
+    chat_history INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS category_lists (
+    category_id INTEGER NOT NULL,
+    list TEXT NOT NULL,
+    principal INTEGER NOT NULL,
+    PRIMARY KEY (category_id, list, principal)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS addins (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rooms (
     id INTEGER PRIMARY KEY,
@@ -49,15 +79,29 @@ CREATE TABLE IF NOT EXISTS rooms (
     created_by INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
-    disabled INTEGER NOT NULL
+    disabled INTEGER NOT NULL,
+    invitations TEXT NOT NULL,
+    addin_id INTEGER
 );
+CREATE INDEX IF NOT EXISTS rooms_by_category ON rooms (category_id);
 CREATE TABLE IF NOT EXISTS room_roles (
     room_id INTEGER NOT NULL,
     role TEXT NOT NULL,
-    user_id INTEGER NOT NULL,
-    PRIMARY KEY (room_id, role, user_id)
+    principal INTEGER NOT NULL,
+    PRIMARY KEY (room_id, role, principal)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS room_roles_by_user ON room_roles (user_id, room_id);
+CREATE INDEX IF NOT EXISTS room_roles_by_principal ON room_roles (principal, room_id);
+CREATE TABLE IF NOT EXISTS invitations (
+    room_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    by_user INTEGER,
+    lsn INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS invitations_by_user ON invitations (user_id, room_id);
+-- status: 0 kept, 1 replaced by an administrator, 2 removed, 3 not kept
+-- (category without history). Only 0 and 1 are history; rows stay so that
+-- sequence numbers and client_msg_id retries keep working.
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
     room_id INTEGER NOT NULL,
@@ -68,6 +112,7 @@ CREATE TABLE IF NOT EXISTS messages (
     alert INTEGER NOT NULL,
     client_msg_id TEXT NOT NULL,
     lsn INTEGER NOT NULL,
+    status INTEGER NOT NULL DEFAULT 0,
     UNIQUE (room_id, seq),
     UNIQUE (sender_id, client_msg_id)
 );
@@ -121,19 +166,95 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                 conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
                     .execute(params![token_hash])?;
             }
-            Event::CategoryCreated { category: c } => {
+            Event::GroupCreated { group: g } | Event::GroupUpdated { group: g } => {
                 conn.prepare_cached(
-                    "INSERT INTO categories (id, name, name_key, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO groups (id, name, name_key, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,
+                        description = excluded.description",
                 )?
-                .execute(params![c.id, c.name, name_key(&c.name), c.description, c.created_at])?;
+                .execute(params![g.id, g.name, name_key(&g.name), g.description, g.created_at])?;
+            }
+            Event::GroupMembersChanged {
+                group,
+                added,
+                removed,
+            } => {
+                let mut add = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO group_members (group_id, member) VALUES (?1, ?2)",
+                )?;
+                for p in added {
+                    add.execute(params![group, p.key()])?;
+                }
+                let mut del = conn.prepare_cached(
+                    "DELETE FROM group_members WHERE group_id = ?1 AND member = ?2",
+                )?;
+                for p in removed {
+                    del.execute(params![group, p.key()])?;
+                }
+            }
+            Event::GroupDeleted { group } => {
+                let key = Principal::Group(*group).key();
+                conn.execute("DELETE FROM groups WHERE id = ?1", [group])?;
+                conn.execute(
+                    "DELETE FROM group_members WHERE group_id = ?1 OR member = ?2",
+                    params![group, key],
+                )?;
+                conn.execute("DELETE FROM category_lists WHERE principal = ?1", [key])?;
+                conn.execute("DELETE FROM room_roles WHERE principal = ?1", [key])?;
+            }
+            Event::CategoryCreated { category: c } | Event::CategoryUpdated { category: c } => {
+                conn.prepare_cached(
+                    "INSERT INTO categories (id, name, name_key, description, created_at, file_upload, invitations, chat_history)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,
+                        description = excluded.description, file_upload = excluded.file_upload,
+                        invitations = excluded.invitations, chat_history = excluded.chat_history",
+                )?
+                .execute(params![
+                    c.id,
+                    c.name,
+                    name_key(&c.name),
+                    c.description,
+                    c.created_at,
+                    c.file_upload,
+                    c.invitations,
+                    c.chat_history
+                ])?;
+            }
+            Event::CategoryListChanged {
+                category,
+                list,
+                added,
+                removed,
+            } => {
+                let mut add = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO category_lists (category_id, list, principal) VALUES (?1, ?2, ?3)",
+                )?;
+                for p in added {
+                    add.execute(params![category, list.as_str(), p.key()])?;
+                }
+                let mut del = conn.prepare_cached(
+                    "DELETE FROM category_lists WHERE category_id = ?1 AND list = ?2 AND principal = ?3",
+                )?;
+                for p in removed {
+                    del.execute(params![category, list.as_str(), p.key()])?;
+                }
+            }
+            Event::CategoryDeleted { category } => {
+                conn.execute("DELETE FROM categories WHERE id = ?1", [category])?;
+                conn.execute(
+                    "DELETE FROM category_lists WHERE category_id = ?1",
+                    [category],
+                )?;
             }
             Event::RoomCreated { room: r } | Event::RoomUpdated { room: r } => {
                 conn.prepare_cached(
-                    "INSERT INTO rooms (id, name, name_key, category_id, description, privacy, type, created_by, created_at, last_seq, disabled)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    "INSERT INTO rooms (id, name, name_key, category_id, description, privacy, type, created_by, created_at, last_seq, disabled, invitations, addin_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,
                         category_id = excluded.category_id, description = excluded.description,
-                        privacy = excluded.privacy, type = excluded.type, disabled = excluded.disabled",
+                        privacy = excluded.privacy, type = excluded.type, disabled = excluded.disabled,
+                        invitations = excluded.invitations, addin_id = excluded.addin_id",
                 )?
                 .execute(params![
                     r.id,
@@ -146,26 +267,66 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                     r.created_by,
                     r.created_at,
                     r.last_seq,
-                    r.disabled
+                    r.disabled,
+                    r.invitations.as_str(),
+                    r.addin
                 ])?;
             }
-            Event::RoleGranted { room, role, users } => {
+            Event::RoomDeleted { room } => {
+                unindex_messages(conn, "room_id = ?1", params![room])?;
+                conn.execute("DELETE FROM messages WHERE room_id = ?1", [room])?;
+                conn.execute("DELETE FROM room_roles WHERE room_id = ?1", [room])?;
+                conn.execute("DELETE FROM invitations WHERE room_id = ?1", [room])?;
+                conn.execute("DELETE FROM rooms WHERE id = ?1", [room])?;
+            }
+            Event::RoleGranted {
+                room,
+                role,
+                principals,
+            } => {
                 let mut stmt = conn.prepare_cached(
-                    "INSERT OR IGNORE INTO room_roles (room_id, role, user_id) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO room_roles (room_id, role, principal) VALUES (?1, ?2, ?3)",
                 )?;
-                for u in users {
-                    stmt.execute(params![room, role.as_str(), u])?;
+                for p in principals {
+                    stmt.execute(params![room, role.as_str(), p.key()])?;
                 }
             }
-            Event::RoleRevoked { room, role, users } => {
+            Event::RoleRevoked {
+                room,
+                role,
+                principals,
+            } => {
                 let mut stmt = conn.prepare_cached(
-                    "DELETE FROM room_roles WHERE room_id = ?1 AND role = ?2 AND user_id = ?3",
+                    "DELETE FROM room_roles WHERE room_id = ?1 AND role = ?2 AND principal = ?3",
                 )?;
-                for u in users {
-                    stmt.execute(params![room, role.as_str(), u])?;
+                for p in principals {
+                    stmt.execute(params![room, role.as_str(), p.key()])?;
                 }
             }
-            Event::MessagePosted { message: m } => {
+            Event::Invited { room, user, by } => {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO invitations (room_id, user_id, by_user, lsn) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![room, user, by, lsn])?;
+            }
+            Event::InvitationClosed { room, user } => {
+                conn.prepare_cached("DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2")?
+                    .execute(params![room, user])?;
+            }
+            Event::AddInCreated { addin: a } => {
+                conn.prepare_cached(
+                    "INSERT INTO addins (id, name, name_key, url) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![a.id, a.name, name_key(&a.name), a.url])?;
+            }
+            Event::AddInDeleted { addin } => {
+                conn.execute("DELETE FROM addins WHERE id = ?1", [addin])?;
+                conn.execute(
+                    "UPDATE rooms SET addin_id = NULL WHERE addin_id = ?1",
+                    [addin],
+                )?;
+            }
+            Event::MessagePosted { message: m, unkept } => {
                 // The sequence guard: a message applies only right after the
                 // room's previous one, so a bad log can never leave a gap.
                 let moved = conn
@@ -182,18 +343,82 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                         .into(),
                     ));
                 }
+                let (body, status) = if *unkept {
+                    ("", STATUS_UNKEPT)
+                } else {
+                    (m.body.as_str(), STATUS_KEPT)
+                };
                 conn.prepare_cached(
-                    "INSERT INTO messages (room_id, seq, sender_id, ts, body, alert, client_msg_id, lsn)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO messages (room_id, seq, sender_id, ts, body, alert, client_msg_id, lsn, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![m.room, m.seq, m.sender, m.ts, m.body, m.alert, m.client_msg_id, lsn])?;
-                let id = conn.last_insert_rowid();
-                conn.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?1, ?2)")?
-                    .execute(params![id, m.body])?;
+                .execute(params![m.room, m.seq, m.sender, m.ts, body, m.alert, m.client_msg_id, lsn, status])?;
+                if !*unkept {
+                    let id = conn.last_insert_rowid();
+                    conn.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?1, ?2)")?
+                        .execute(params![id, m.body])?;
+                }
+            }
+            Event::MessagesChanged { room, seqs, change } => {
+                let seqs = serde_json::to_string(seqs)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                let which = "room_id = ?1 AND seq IN (SELECT value FROM json_each(?2)) AND status IN (0, 1)";
+                unindex_messages(conn, which, params![room, seqs])?;
+                match change {
+                    MessageChange::Removed => {
+                        conn.execute(
+                            &format!("UPDATE messages SET body = '', status = {STATUS_REMOVED} WHERE {which}"),
+                            params![room, seqs],
+                        )?;
+                    }
+                    MessageChange::Replaced(text) => {
+                        conn.execute(
+                            &format!("UPDATE messages SET body = ?3, status = {STATUS_REPLACED} WHERE {which}"),
+                            params![room, seqs, text],
+                        )?;
+                        conn.execute(
+                            "INSERT INTO messages_fts (rowid, body)
+                             SELECT id, body FROM messages WHERE room_id = ?1 AND seq IN (SELECT value FROM json_each(?2)) AND status = 1",
+                            params![room, seqs],
+                        )?;
+                    }
+                }
+            }
+            Event::RoomCleared { room, until } => {
+                let which = "room_id = ?1 AND ts <= ?2 AND status IN (0, 1)";
+                unindex_messages(conn, which, params![room, until])?;
+                conn.execute(
+                    &format!(
+                        "UPDATE messages SET body = '', status = {STATUS_REMOVED} WHERE {which}"
+                    ),
+                    params![room, until],
+                )?;
             }
         }
         Ok(())
     }
+}
+
+const STATUS_KEPT: i64 = 0;
+const STATUS_REPLACED: i64 = 1;
+const STATUS_REMOVED: i64 = 2;
+const STATUS_UNKEPT: i64 = 3;
+
+/// Takes the indexed messages matching `filter` out of the full-text index
+/// (an external-content FTS5 table is told the old text to forget).
+fn unindex_messages(
+    conn: &Connection,
+    filter: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO messages_fts (messages_fts, rowid, body)
+             SELECT 'delete', id, body FROM messages WHERE {filter} AND status IN (0, 1)"
+        ),
+        p,
+    )?;
+    Ok(())
 }
 
 /// The domain's view of the state, over a connection (the write transaction).
@@ -204,9 +429,17 @@ fn st(e: rusqlite::Error) -> StateError {
 }
 
 const USER_COLS: &str = "id, name, display_name, admin, created_at";
-const ROOM_COLS: &str =
-    "id, name, category_id, description, privacy, type, created_by, created_at, last_seq, disabled";
-const MESSAGE_COLS: &str = "room_id, seq, sender_id, ts, body, alert, client_msg_id";
+const ROOM_COLS: &str = "id, name, category_id, description, privacy, type, created_by, created_at, last_seq, disabled, invitations, addin_id";
+const CATEGORY_COLS: &str =
+    "id, name, description, created_at, file_upload, invitations, chat_history";
+const MESSAGE_COLS: &str = "room_id, seq, sender_id, ts, body, alert, client_msg_id, status";
+/// A principal key (`principal` column) as written in lists.
+const PRINCIPAL_NAME: &str = "CASE
+    WHEN principal > 0 THEN (SELECT name FROM users WHERE id = principal)
+    WHEN principal < 0 THEN 'group:' || (SELECT name FROM groups WHERE id = -principal)
+    ELSE '*' END";
+/// Messages that are history (kept or replaced).
+const IN_HISTORY: &str = "status IN (0, 1)";
 
 fn user_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -224,6 +457,26 @@ fn category_row(r: &Row) -> rusqlite::Result<Category> {
         name: r.get(1)?,
         description: r.get(2)?,
         created_at: r.get(3)?,
+        file_upload: r.get(4)?,
+        invitations: r.get(5)?,
+        chat_history: r.get(6)?,
+    })
+}
+
+fn group_row(r: &Row) -> rusqlite::Result<Group> {
+    Ok(Group {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+fn addin_row(r: &Row) -> rusqlite::Result<AddIn> {
+    Ok(AddIn {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        url: r.get(2)?,
     })
 }
 
@@ -241,6 +494,8 @@ fn room_row(r: &Row) -> rusqlite::Result<RoomInfo> {
         created_at: r.get(7)?,
         last_seq: r.get(8)?,
         disabled: r.get(9)?,
+        invitations: Invitations::parse(&r.get::<_, String>(10)?).unwrap_or_default(),
+        addin: r.get(11)?,
     })
 }
 
@@ -253,6 +508,7 @@ fn message_row(r: &Row) -> rusqlite::Result<Message> {
         body: r.get(4)?,
         alert: r.get(5)?,
         client_msg_id: r.get(6)?,
+        replaced: r.get::<_, i64>(7)? == STATUS_REPLACED,
     })
 }
 
@@ -265,20 +521,63 @@ fn one<T>(
     conn.prepare_cached(sql)?.query_row(p, f).optional()
 }
 
+/// The user's principal keys: the user and every group holding them
+/// (nested groups included; `UNION` stops at cycles).
+const MINE: &str = "WITH RECURSIVE g(id) AS (
+        SELECT group_id FROM group_members WHERE member = ?1
+        UNION SELECT gm.group_id FROM group_members gm JOIN g ON gm.member = -g.id),
+    mine(p) AS (SELECT ?1 UNION ALL SELECT -id FROM g)";
+
 fn access(conn: &Connection, room: RoomId, user: UserId) -> rusqlite::Result<Access> {
-    let mut a = Access::default();
-    let mut stmt =
-        conn.prepare_cached("SELECT role FROM room_roles WHERE user_id = ?1 AND room_id = ?2")?;
-    let mut rows = stmt.query(params![user, room])?;
-    while let Some(r) = rows.next()? {
-        match Role::parse(&r.get::<_, String>(0)?) {
-            Some(Role::Member) => a.member = true,
-            Some(Role::Manager) => a.manager = true,
-            Some(Role::Presenter) => a.presenter = true,
-            None => {}
+    let mut stmt = conn.prepare_cached(&format!(
+        "{MINE}
+        SELECT
+            (SELECT group_concat(role) FROM room_roles
+              WHERE room_id = ?2 AND principal IN (SELECT p FROM mine)),
+            EXISTS (SELECT 1 FROM category_lists
+              WHERE category_id = (SELECT category_id FROM rooms WHERE id = ?2) AND list = 'allowed'
+                AND (principal = 0 OR principal IN (SELECT p FROM mine))),
+            EXISTS (SELECT 1 FROM category_lists
+              WHERE category_id = (SELECT category_id FROM rooms WHERE id = ?2) AND list = 'denied'
+                AND (principal = 0 OR principal IN (SELECT p FROM mine))),
+            EXISTS (SELECT 1 FROM invitations WHERE room_id = ?2 AND user_id = ?1)"
+    ))?;
+    stmt.query_row(params![user, room], |r| {
+        let roles: Option<String> = r.get(0)?;
+        let mut a = Access {
+            allowed: category_permits(r.get(1)?, r.get(2)?),
+            invited: r.get(3)?,
+            ..Access::default()
+        };
+        for role in roles.as_deref().unwrap_or("").split(',') {
+            grant(&mut a, role);
         }
+        Ok(a)
+    })
+}
+
+fn grant(a: &mut Access, role: &str) {
+    match Role::parse(role) {
+        Some(Role::Member) => a.member = true,
+        Some(Role::Manager) => a.manager = true,
+        Some(Role::Presenter) => a.presenter = true,
+        None => {}
     }
-    Ok(a)
+}
+
+fn principals(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Principal>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(p, |r| Ok(Principal::from_key(r.get(0)?)))?;
+    rows.collect()
+}
+
+fn next_id(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(&format!("SELECT coalesce(max(id), 0) + 1 FROM {table}"))?
+        .query_row([], |r| r.get(0))
 }
 
 impl State for SqlState<'_> {
@@ -315,7 +614,7 @@ impl State for SqlState<'_> {
     fn category(&self, id: CategoryId) -> Result<Option<Category>, StateError> {
         one(
             self.0,
-            "SELECT id, name, description, created_at FROM categories WHERE id = ?1",
+            &format!("SELECT {CATEGORY_COLS} FROM categories WHERE id = ?1"),
             [id],
             category_row,
         )
@@ -324,7 +623,7 @@ impl State for SqlState<'_> {
     fn category_by_name(&self, name: &str) -> Result<Option<Category>, StateError> {
         one(
             self.0,
-            "SELECT id, name, description, created_at FROM categories WHERE name_key = ?1",
+            &format!("SELECT {CATEGORY_COLS} FROM categories WHERE name_key = ?1"),
             [name_key(name)],
             category_row,
         )
@@ -365,17 +664,133 @@ impl State for SqlState<'_> {
     fn access(&self, room: RoomId, user: UserId) -> Result<Access, StateError> {
         access(self.0, room, user).map_err(st)
     }
-    fn role_list(&self, room: RoomId, role: Role) -> Result<Vec<UserId>, StateError> {
+    fn room_entries(&self, room: RoomId, role: Role) -> Result<Vec<Principal>, StateError> {
+        principals(
+            self.0,
+            "SELECT principal FROM room_roles WHERE room_id = ?1 AND role = ?2 ORDER BY principal",
+            params![room, role.as_str()],
+        )
+        .map_err(st)
+    }
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StateError> {
+        one(
+            self.0,
+            "SELECT id, name, description, created_at FROM groups WHERE id = ?1",
+            [id],
+            group_row,
+        )
+        .map_err(st)
+    }
+    fn group_by_name(&self, name: &str) -> Result<Option<Group>, StateError> {
+        one(
+            self.0,
+            "SELECT id, name, description, created_at FROM groups WHERE name_key = ?1",
+            [name_key(name)],
+            group_row,
+        )
+        .map_err(st)
+    }
+    fn next_group_id(&self) -> Result<GroupId, StateError> {
+        next_id(self.0, "groups").map_err(st)
+    }
+    fn group_members(&self, id: GroupId) -> Result<Vec<Principal>, StateError> {
+        principals(
+            self.0,
+            "SELECT member FROM group_members WHERE group_id = ?1 ORDER BY member",
+            [id],
+        )
+        .map_err(st)
+    }
+    fn groups_of(&self, p: Principal) -> Result<std::collections::BTreeSet<GroupId>, StateError> {
         let mut stmt = self
             .0
-            .prepare_cached(
-                "SELECT user_id FROM room_roles WHERE room_id = ?1 AND role = ?2 ORDER BY user_id",
+            .prepare_cached(&format!("{MINE} SELECT id FROM g"))
+            .map_err(st)?;
+        let rows = stmt.query_map([p.key()], |r| r.get(0)).map_err(st)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(st)
+    }
+    fn category_list(
+        &self,
+        id: CategoryId,
+        list: CategoryList,
+    ) -> Result<Vec<Principal>, StateError> {
+        principals(
+            self.0,
+            "SELECT principal FROM category_lists WHERE category_id = ?1 AND list = ?2 ORDER BY principal",
+            params![id, list.as_str()],
+        )
+        .map_err(st)
+    }
+    fn category_room_count(&self, id: CategoryId) -> Result<i64, StateError> {
+        self.0
+            .query_row(
+                "SELECT count(*) FROM rooms WHERE category_id = ?1",
+                [id],
+                |r| r.get(0),
             )
+            .map_err(st)
+    }
+    fn addin(&self, id: AddInId) -> Result<Option<AddIn>, StateError> {
+        one(
+            self.0,
+            "SELECT id, name, url FROM addins WHERE id = ?1",
+            [id],
+            addin_row,
+        )
+        .map_err(st)
+    }
+    fn addin_by_name(&self, name: &str) -> Result<Option<AddIn>, StateError> {
+        one(
+            self.0,
+            "SELECT id, name, url FROM addins WHERE name_key = ?1",
+            [name_key(name)],
+            addin_row,
+        )
+        .map_err(st)
+    }
+    fn next_addin_id(&self) -> Result<AddInId, StateError> {
+        next_id(self.0, "addins").map_err(st)
+    }
+    fn matching_messages(
+        &self,
+        room: Option<RoomId>,
+        sender: Option<UserId>,
+        filter: &MessageFilter,
+        limit: usize,
+    ) -> Result<Vec<(RoomId, Vec<Seq>)>, StateError> {
+        let mut stmt = self
+            .0
+            .prepare_cached(&format!(
+                "SELECT room_id, seq FROM messages
+                 WHERE {IN_HISTORY}
+                   AND (?1 IS NULL OR room_id = ?1) AND (?2 IS NULL OR sender_id = ?2)
+                   AND (?3 IS NULL OR instr(lower(body), lower(?3)) > 0)
+                   AND (?4 IS NULL OR ts >= ?4) AND (?5 IS NULL OR ts <= ?5)
+                 ORDER BY room_id, seq LIMIT ?6"
+            ))
             .map_err(st)?;
         let rows = stmt
-            .query_map(params![room, role.as_str()], |r| r.get(0))
+            .query_map(
+                params![
+                    room,
+                    sender,
+                    filter.text,
+                    filter.since,
+                    filter.until,
+                    limit as i64
+                ],
+                |r| Ok((r.get::<_, RoomId>(0)?, r.get::<_, Seq>(1)?)),
+            )
             .map_err(st)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(st)
+        let mut out: Vec<(RoomId, Vec<Seq>)> = Vec::new();
+        for row in rows {
+            let (room, seq) = row.map_err(st)?;
+            match out.last_mut() {
+                Some((r, seqs)) if *r == room => seqs.push(seq),
+                _ => out.push((room, vec![seq])),
+            }
+        }
+        Ok(out)
     }
     fn message_by_client_id(
         &self,
@@ -510,9 +925,9 @@ impl ChatStore for ChatEngine {
 
     fn categories(&self) -> BoxFuture<'_, Result<Vec<Category>, StoreError>> {
         Box::pin(self.engine.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, name, description, created_at FROM categories ORDER BY id",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CATEGORY_COLS} FROM categories ORDER BY id"
+            ))?;
             let rows = stmt.query_map([], category_row)?;
             rows.collect()
         }))
@@ -528,10 +943,10 @@ impl ChatStore for ChatEngine {
     fn room_roles(&self, id: RoomId) -> BoxFuture<'_, Result<RoomRoles, StoreError>> {
         Box::pin(self.engine.read(move |c| {
             let mut roles = RoomRoles::default();
-            let mut stmt = c.prepare_cached(
-                "SELECT rr.role, u.name FROM room_roles rr JOIN users u ON u.id = rr.user_id
-                 WHERE rr.room_id = ?1 ORDER BY u.name_key",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT rr.role, {PRINCIPAL_NAME} AS n FROM room_roles rr
+                 WHERE rr.room_id = ?1 ORDER BY lower(n)"
+            ))?;
             let mut rows = stmt.query([id])?;
             while let Some(r) = rows.next()? {
                 let name: String = r.get(1)?;
@@ -555,30 +970,139 @@ impl ChatStore for ChatEngine {
         user: UserId,
     ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>> {
         Box::pin(self.engine.read(move |c| {
-            let mut out = Vec::new();
             let mut stmt =
                 c.prepare_cached(&format!("SELECT {ROOM_COLS} FROM rooms ORDER BY name_key"))?;
             let rooms = stmt
                 .query_map([], room_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut roles = std::collections::HashMap::<RoomId, Access>::new();
-            let mut stmt =
-                c.prepare_cached("SELECT room_id, role FROM room_roles WHERE user_id = ?1")?;
+            let mut stmt = c.prepare_cached(&format!(
+                "{MINE} SELECT room_id, role FROM room_roles WHERE principal IN (SELECT p FROM mine)"
+            ))?;
             let mut rows = stmt.query([user])?;
             while let Some(r) = rows.next()? {
-                let a = roles.entry(r.get(0)?).or_default();
-                match Role::parse(&r.get::<_, String>(1)?) {
-                    Some(Role::Member) => a.member = true,
-                    Some(Role::Manager) => a.manager = true,
-                    Some(Role::Presenter) => a.presenter = true,
-                    None => {}
-                }
+                grant(roles.entry(r.get(0)?).or_default(), &r.get::<_, String>(1)?);
             }
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id FROM invitations WHERE user_id = ?1",
+            )?;
+            let mut rows = stmt.query([user])?;
+            while let Some(r) = rows.next()? {
+                roles.entry(r.get(0)?).or_default().invited = true;
+            }
+            // The category's verdict, once per category.
+            let mut verdict = std::collections::HashMap::<CategoryId, bool>::new();
+            let mut stmt = c.prepare_cached(&format!(
+                "{MINE} SELECT category_id, list FROM category_lists
+                 WHERE list IN ('allowed', 'denied') AND (principal = 0 OR principal IN (SELECT p FROM mine))"
+            ))?;
+            let mut named = std::collections::HashSet::<(CategoryId, String)>::new();
+            let mut rows = stmt.query([user])?;
+            while let Some(r) = rows.next()? {
+                named.insert((r.get(0)?, r.get(1)?));
+            }
+            let mut out = Vec::with_capacity(rooms.len());
             for room in rooms {
-                let a = roles.get(&room.id).copied().unwrap_or_default();
+                let allowed = *verdict.entry(room.category).or_insert_with(|| {
+                    category_permits(
+                        named.contains(&(room.category, "allowed".to_string())),
+                        named.contains(&(room.category, "denied".to_string())),
+                    )
+                });
+                let mut a = roles.get(&room.id).copied().unwrap_or_default();
+                a.allowed = allowed;
                 out.push((room, a));
             }
             Ok(out)
+        }))
+    }
+
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupDetails>, StoreError>> {
+        Box::pin(self.engine.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, name, description, created_at FROM groups ORDER BY name_key",
+            )?;
+            let groups = stmt
+                .query_map([], group_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            groups.into_iter().map(|g| group_details(c, g)).collect()
+        }))
+    }
+
+    fn group(&self, id: GroupId) -> BoxFuture<'_, Result<Option<GroupDetails>, StoreError>> {
+        Box::pin(self.engine.read(
+            move |c| match SqlState(c).group(id).map_err(state_to_sql)? {
+                Some(g) => Ok(Some(group_details(c, g)?)),
+                None => Ok(None),
+            },
+        ))
+    }
+
+    fn category_lists(&self, id: CategoryId) -> BoxFuture<'_, Result<CategoryLists, StoreError>> {
+        Box::pin(self.engine.read(move |c| {
+            let mut lists = CategoryLists::default();
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT list, {PRINCIPAL_NAME} AS n FROM category_lists
+                 WHERE category_id = ?1 ORDER BY lower(n)"
+            ))?;
+            let mut rows = stmt.query([id])?;
+            while let Some(r) = rows.next()? {
+                let name: String = r.get(1)?;
+                match CategoryList::parse(&r.get::<_, String>(0)?) {
+                    Some(CategoryList::Allowed) => lists.allowed.push(name),
+                    Some(CategoryList::Denied) => lists.denied.push(name),
+                    Some(CategoryList::Creators) => lists.creators.push(name),
+                    None => {}
+                }
+            }
+            Ok(lists)
+        }))
+    }
+
+    fn addins(&self) -> BoxFuture<'_, Result<Vec<AddIn>, StoreError>> {
+        Box::pin(self.engine.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT id, name, url FROM addins ORDER BY name_key")?;
+            let rows = stmt.query_map([], addin_row)?;
+            rows.collect()
+        }))
+    }
+
+    fn invitations(&self, user: UserId) -> BoxFuture<'_, Result<Vec<Invitation>, StoreError>> {
+        Box::pin(self.engine.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, by_user FROM invitations WHERE user_id = ?1 ORDER BY lsn",
+            )?;
+            let rows = stmt.query_map([user], |r| {
+                Ok(Invitation {
+                    room: r.get(0)?,
+                    by: r.get(1)?,
+                })
+            })?;
+            rows.collect()
+        }))
+    }
+
+    fn eligible(&self, room: RoomId) -> BoxFuture<'_, Result<Vec<(User, Access)>, StoreError>> {
+        Box::pin(self.engine.read(move |c| {
+            // Down from the room's entries through nested groups to users.
+            let mut stmt = c.prepare_cached(&format!(
+                "WITH RECURSIVE reach(p) AS (
+                    SELECT principal FROM room_roles WHERE room_id = ?1
+                    UNION SELECT gm.member FROM group_members gm JOIN reach ON gm.group_id = -reach.p)
+                 SELECT {USER_COLS} FROM users WHERE id IN (SELECT p FROM reach WHERE p > 0)
+                 ORDER BY name_key"
+            ))?;
+            let users = stmt
+                .query_map([room], user_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            users
+                .into_iter()
+                .map(|u| {
+                    let a = access(c, room, u.id)?;
+                    Ok((u, a))
+                })
+                .collect()
         }))
     }
 
@@ -590,19 +1114,19 @@ impl ChatStore for ChatEngine {
         Box::pin(self.engine.read(move |c| {
             let (sql, a, limit, reverse) = match page {
                 Page::Latest { limit } => (
-                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE room_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3"),
+                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE room_id = ?1 AND seq > ?2 AND {IN_HISTORY} ORDER BY seq DESC LIMIT ?3"),
                     0,
                     limit,
                     true,
                 ),
                 Page::Before { seq, limit } => (
-                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"),
+                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE room_id = ?1 AND seq < ?2 AND {IN_HISTORY} ORDER BY seq DESC LIMIT ?3"),
                     seq,
                     limit,
                     true,
                 ),
                 Page::After { seq, limit } => (
-                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"),
+                    format!("SELECT {MESSAGE_COLS} FROM messages WHERE room_id = ?1 AND seq > ?2 AND {IN_HISTORY} ORDER BY seq ASC LIMIT ?3"),
                     seq,
                     limit,
                     false,
@@ -642,17 +1166,20 @@ impl ChatStore for ChatEngine {
                     let rows = stmt.query_map(
                         params![fts, q.before.unwrap_or(i64::MAX), rooms, q.limit],
                         |r| {
+                            // Columns after the id are MESSAGE_COLS, as message_row reads them.
+                            let m = Message {
+                                room: r.get(1)?,
+                                seq: r.get(2)?,
+                                sender: r.get(3)?,
+                                ts: r.get(4)?,
+                                body: r.get(5)?,
+                                alert: r.get(6)?,
+                                client_msg_id: r.get(7)?,
+                                replaced: r.get::<_, i64>(8)? == STATUS_REPLACED,
+                            };
                             Ok(SearchHit {
                                 id: r.get(0)?,
-                                message: Message {
-                                    room: r.get(1)?,
-                                    seq: r.get(2)?,
-                                    sender: r.get(3)?,
-                                    ts: r.get(4)?,
-                                    body: r.get(5)?,
-                                    alert: r.get(6)?,
-                                    client_msg_id: r.get(7)?,
-                                },
+                                message: m,
                             })
                         },
                     )?;
@@ -661,6 +1188,17 @@ impl ChatStore for ChatEngine {
                 .await
         })
     }
+}
+
+fn group_details(c: &Connection, group: Group) -> rusqlite::Result<GroupDetails> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {} AS n FROM group_members WHERE group_id = ?1 ORDER BY lower(n)",
+        PRINCIPAL_NAME.replace("principal", "member")
+    ))?;
+    let members = stmt
+        .query_map([group.id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(GroupDetails { group, members })
 }
 
 fn state_to_sql(e: StateError) -> rusqlite::Error {

@@ -38,6 +38,7 @@ impl Machine for ComplianceMachine {
     /// The cursor after the batch: the last `mgc` LSN recorded.
     type Outcome = Lsn;
 
+    const SCHEMA_VERSION: i64 = 1;
     const SCHEMA: &'static str = "
 CREATE TABLE IF NOT EXISTS compliance (
     id INTEGER PRIMARY KEY,

@@ -35,10 +35,27 @@ pub(crate) fn open_for_write(
     path: &Path,
     name: &str,
     schema: &str,
+    schema_version: i64,
 ) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
     // The writer uses more distinct statements than rusqlite's default 16.
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
+    let has_identity: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'identity'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if has_identity && version != schema_version {
+        return Err(rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "{} has schema version {version}, this pchat uses version {schema_version}; \
+                 move the data with `pchat admin export-data` / `import-data`",
+                path.display()
+            )
+            .into(),
+        ));
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -51,6 +68,7 @@ pub(crate) fn open_for_write(
     let tx = conn.transaction()?;
     tx.execute_batch(CORE_SCHEMA)?;
     tx.execute_batch(schema)?;
+    tx.pragma_update(None, "user_version", schema_version)?;
     let exists: bool =
         tx.query_row("SELECT count(*) FROM identity", [], |r| r.get::<_, i64>(0))? > 0;
     if !exists {
@@ -79,7 +97,7 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 

@@ -21,6 +21,9 @@ pub trait Machine: Send + 'static {
 
     /// `CREATE TABLE IF NOT EXISTS ...` for the machine's tables.
     const SCHEMA: &'static str;
+    /// Kept in the file (`PRAGMA user_version`); a file of another version is
+    /// refused rather than misread. Bump it whenever `SCHEMA` changes.
+    const SCHEMA_VERSION: i64;
 
     /// Decides a command against the state visible in `conn` (the open write
     /// transaction). Must not write.
@@ -59,7 +62,8 @@ pub struct Engine<M: Machine> {
 impl<M: Machine> Engine<M> {
     /// Opens the database at `path`, creating it (and its identity) if new.
     pub fn open(path: &Path, name: &str) -> Result<Arc<Self>, StoreError> {
-        let conn = database::open_for_write(path, name, M::SCHEMA).map_err(internal)?;
+        let conn =
+            database::open_for_write(path, name, M::SCHEMA, M::SCHEMA_VERSION).map_err(internal)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (published, _) = broadcast::channel(LIVE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());

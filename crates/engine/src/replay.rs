@@ -21,7 +21,8 @@ pub fn replay_into<M: Machine>(src: &Path, dst: &Path) -> Result<(), StoreError>
     let identity = read_identity(&from)
         .map_err(internal)?
         .ok_or_else(|| internal("source has no identity"))?;
-    let mut to = open_for_write(dst, &identity.name, M::SCHEMA).map_err(internal)?;
+    let mut to =
+        open_for_write(dst, &identity.name, M::SCHEMA, M::SCHEMA_VERSION).map_err(internal)?;
     let tx = to.transaction().map_err(internal)?;
     tx.execute(
         "UPDATE identity SET family_id = ?1, fork_id = ?2 WHERE id = 1",

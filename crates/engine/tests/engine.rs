@@ -36,22 +36,16 @@ async fn seed(store: &ChatEngine) -> RoomId {
         .await
         .unwrap();
     store
-        .submit(env(Command::CreateCategory {
-            actor: Actor::User(1),
-            name: "general".into(),
-            description: None,
-        }))
+        .submit(env(Command::new_category(Actor::User(1), "general")))
         .await
         .unwrap();
     let room = store
-        .submit(env(Command::CreateRoom {
-            actor: Actor::User(1),
-            name: "lobby".into(),
-            category: 1,
-            description: Some("the lobby".into()),
-            privacy: Some(Privacy::Open),
-            room_type: None,
-        }))
+        .submit(env(Command::new_room(
+            Actor::User(1),
+            1,
+            "lobby",
+            Privacy::Open,
+        )))
         .await
         .unwrap();
     match room.outcome {

@@ -127,6 +127,33 @@ impl SessionCache {
 pub struct Caller {
     pub user: User,
     pub token_hash: String,
+    /// The operator at the machine (`pchat admin --data-dir`), not a signed-in user.
+    pub operator: bool,
+}
+
+/// Put in a request's extensions by an in-process caller (never by the
+/// network) to act as the operator at the machine: `Actor::System`, which
+/// passes every permission check.
+#[derive(Clone, Copy, Debug)]
+pub struct Operator;
+
+impl Caller {
+    /// Who the domain sees as asking.
+    pub fn actor(&self) -> pchat_domain::Actor {
+        if self.operator {
+            pchat_domain::Actor::System
+        } else {
+            pchat_domain::Actor::User(self.user.id)
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.user.admin {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::Forbidden, "administrators only"))
+        }
+    }
 }
 
 fn bearer(parts: &Parts) -> Option<String> {
@@ -153,6 +180,19 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
+        if parts.extensions.get::<Operator>().is_some() {
+            return Ok(Caller {
+                user: User {
+                    id: 0,
+                    name: "operator".into(),
+                    display_name: "operator".into(),
+                    admin: true,
+                    created_at: 0,
+                },
+                token_hash: String::new(),
+                operator: true,
+            });
+        }
         let token = bearer(parts)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
@@ -161,6 +201,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             return Ok(Caller {
                 user,
                 token_hash: hash,
+                operator: false,
             });
         }
         match state.store.session_user(hash.clone()).await? {
@@ -169,6 +210,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 Ok(Caller {
                     user,
                     token_hash: hash,
+                    operator: false,
                 })
             }
             None => Err(ApiError::new(

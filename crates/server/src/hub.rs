@@ -11,7 +11,7 @@
 use crate::AppState;
 use axum::extract::ws::Utf8Bytes;
 use pchat_api::ServerFrame;
-use pchat_domain::{Event, Lsn, RoomId, Seq};
+use pchat_domain::{Event, Lsn, MessageChange, RoomId, Seq};
 use pchat_store::StoreError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,8 @@ pub enum Delivery {
     },
     /// The room's privacy or roles changed: check the subscriber may still read.
     Recheck { room: RoomId },
+    /// A frame outside the message sequence (an administrator's change).
+    Notice { room: RoomId, frame: Utf8Bytes },
 }
 
 pub struct Outbox {
@@ -77,6 +79,18 @@ impl Hub {
         }
     }
 
+    /// Every subscriber of every room checks again: a group or category
+    /// changed, which may reach any room.
+    fn recheck_all(&self) {
+        let rooms: Vec<RoomId> = match self.rooms.read() {
+            Ok(r) => r.keys().copied().collect(),
+            Err(_) => return,
+        };
+        for room in rooms {
+            self.deliver(room, Delivery::Recheck { room });
+        }
+    }
+
     /// Resolves once the hub follows the log.
     pub async fn started(&self) {
         let notified = self.started.notified();
@@ -121,7 +135,7 @@ async fn follow(state: &Arc<AppState>, last: &mut Option<Lsn>) -> Result<(), Sto
     while let Some(rec) = log.recv().await {
         let rec = rec?;
         match &rec.event {
-            Event::MessagePosted { message } => {
+            Event::MessagePosted { message, .. } => {
                 // On failure, `last` still names the record before this one:
                 // the retry handles this message again.
                 let view = state.names.message(message).await?;
@@ -143,12 +157,54 @@ async fn follow(state: &Arc<AppState>, last: &mut Option<Lsn>) -> Result<(), Sto
             Event::RoomUpdated { room } => state
                 .hub
                 .deliver(room.id, Delivery::Recheck { room: room.id }),
-            Event::RoleRevoked { room, .. } => {
+            Event::RoleRevoked { room, .. }
+            | Event::RoomDeleted { room }
+            | Event::InvitationClosed { room, .. } => {
                 state.hub.deliver(*room, Delivery::Recheck { room: *room })
             }
+            Event::GroupMembersChanged { .. }
+            | Event::GroupDeleted { .. }
+            | Event::CategoryUpdated { .. }
+            | Event::CategoryListChanged { .. } => state.hub.recheck_all(),
+            Event::MessagesChanged { room, seqs, change } => {
+                let (removed, body) = match change {
+                    MessageChange::Removed => (true, None),
+                    MessageChange::Replaced(t) => (false, Some(t.clone())),
+                };
+                notice(
+                    state,
+                    *room,
+                    &ServerFrame::MessagesChanged {
+                        room: *room,
+                        seqs: seqs.clone(),
+                        removed,
+                        body,
+                    },
+                );
+            }
+            Event::RoomCleared { room, until } => notice(
+                state,
+                *room,
+                &ServerFrame::RoomCleared {
+                    room: *room,
+                    until: *until,
+                },
+            ),
             _ => {}
         }
         *last = Some(rec.lsn);
     }
     Ok(())
+}
+
+fn notice(state: &AppState, room: RoomId, frame: &ServerFrame) {
+    if let Ok(s) = serde_json::to_string(frame) {
+        state.hub.deliver(
+            room,
+            Delivery::Notice {
+                room,
+                frame: Utf8Bytes::from(s),
+            },
+        );
+    }
 }

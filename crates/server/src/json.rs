@@ -59,20 +59,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A `{id}` path parameter naming a room: anything but an integer is
-/// `room_not_found`.
-pub struct RoomIdPath(pub i64);
+macro_rules! id_path {
+    ($name:ident, $code:ident, $what:literal) => {
+        #[doc = concat!("A `{id}` path parameter naming a ", $what, ": anything but an integer is not found.")]
+        pub struct $name(pub i64);
 
-impl<S: Send + Sync> FromRequestParts<S> for RoomIdPath {
-    type Rejection = ApiError;
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::NotFound, e.body_text()))?;
-        raw.parse().map(RoomIdPath).map_err(|_| {
-            ApiError::new(ErrorCode::RoomNotFound, format!("'{raw}' is not a room id"))
-        })
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+                let axum::extract::Path(raw) =
+                    axum::extract::Path::<String>::from_request_parts(parts, state)
+                        .await
+                        .map_err(|e| ApiError::new(ErrorCode::NotFound, e.body_text()))?;
+                raw.parse().map($name).map_err(|_| {
+                    ApiError::new(ErrorCode::$code, format!(concat!("'{}' is not a ", $what, " id"), raw))
+                })
+            }
+        }
+    };
 }
+
+id_path!(RoomIdPath, RoomNotFound, "room");
+id_path!(GroupIdPath, GroupNotFound, "group");
+id_path!(CategoryIdPath, CategoryNotFound, "category");

@@ -126,6 +126,28 @@ pub fn router(state: Arc<AppState>) -> Router {
     routes::router(state)
 }
 
+/// Handles one API request in-process as the operator at the machine
+/// (`pchat admin --data-dir`): the same routes, checks and error codes as
+/// over the network, acting as `Actor::System`. Answers (status, body).
+pub async fn operator_call(
+    state: &Arc<AppState>,
+    method: axum::http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body.unwrap_or_default()))?;
+    req.extensions_mut().insert(auth::Operator);
+    let resp = router(state.clone()).oneshot(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await?;
+    Ok((status, bytes.to_vec()))
+}
+
 /// Serves the API on `listener` until `stop` resolves, then drains: stops
 /// accepting, tells every WebSocket client to go away once its pending posts
 /// are acknowledged, and waits (up to the drain timeout) for them to finish.

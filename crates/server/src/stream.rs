@@ -460,6 +460,11 @@ impl Connection {
                     self.cursors.insert(room, seq);
                 }
             }
+            Delivery::Notice { room, frame } => {
+                if self.cursors.contains_key(&room) {
+                    self.feed(sink, frame).await?;
+                }
+            }
             Delivery::Recheck { room } => {
                 if self.cursors.contains_key(&room) {
                     if let Err(e) = self.readable(room).await.map_err(axum::Error::new)? {

@@ -1,9 +1,9 @@
 //! Turning stored values into API views: names of senders, rooms as the
 //! caller sees them.
 
-use pchat_api::{MessageView, RoomView};
+use pchat_api::{AddInView, MessageView, RoomView};
 use pchat_domain::permissions::{self, Caller};
-use pchat_domain::{Access, Message, RoomInfo, User, UserId};
+use pchat_domain::{Access, AddIn, AddInId, Category, CategoryId, Message, RoomInfo, User, UserId};
 use pchat_store::{ChatStore, RoomRoles, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -51,6 +51,7 @@ impl NameCache {
             ts: m.ts,
             client_msg_id: m.client_msg_id.clone(),
             alert: m.alert,
+            replaced: m.replaced,
         })
     }
 }
@@ -62,11 +63,37 @@ pub fn caller(user: &User, access: Access) -> Caller {
     }
 }
 
+/// Categories and add-ins, read once per request to render rooms.
+pub struct Directory {
+    pub categories: HashMap<CategoryId, Category>,
+    pub addins: HashMap<AddInId, AddIn>,
+}
+
+impl Directory {
+    pub async fn load(store: &dyn ChatStore) -> Result<Directory, StoreError> {
+        Ok(Directory {
+            categories: store
+                .categories()
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect(),
+            addins: store
+                .addins()
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a))
+                .collect(),
+        })
+    }
+}
+
 pub fn room_view(
     room: RoomInfo,
     user: &User,
     access: Access,
     roles: Option<RoomRoles>,
+    dir: &Directory,
 ) -> RoomView {
     let c = caller(user, access);
     let my_roles = pchat_domain::Role::ALL
@@ -77,8 +104,24 @@ pub fn room_view(
     let can_read = permissions::can_read(&room, c);
     let can_post = permissions::can_post(&room, c);
     let roles = roles.filter(|_| can_read);
+    let invitations_on = dir
+        .categories
+        .get(&room.category)
+        .is_some_and(|cat| permissions::invitations_on(&room, cat));
     RoomView {
         id: room.id,
+        invitations_on,
+        invitations: room.invitations,
+        addin: room
+            .addin
+            .and_then(|id| dir.addins.get(&id))
+            .map(|a| AddInView {
+                name: a.name.clone(),
+                url: a.url.clone(),
+            }),
+        can_manage: permissions::can_manage(&room, c),
+        can_join: permissions::can_join(&room, c),
+        invited: access.invited,
         name: room.name,
         category: room.category,
         description: room.description,

@@ -72,23 +72,8 @@ async fn seed(store: &Arc<dyn ChatStore>) -> RoomId {
         admin: false,
     };
     ok(store, alice).await;
-    ok(
-        store,
-        Command::CreateCategory {
-            actor: Actor::User(1),
-            name: "general".into(),
-            description: None,
-        },
-    )
-    .await;
-    let room = Command::CreateRoom {
-        actor: Actor::User(1),
-        name: "lobby".into(),
-        category: 1,
-        description: None,
-        privacy: Some(Privacy::Open),
-        room_type: None,
-    };
+    ok(store, Command::new_category(Actor::User(1), "general")).await;
+    let room = Command::new_room(Actor::User(1), 1, "lobby", Privacy::Open);
     match ok(store, room).await {
         Outcome::Room(r) => r.id,
         o => panic!("unexpected {o:?}"),
@@ -181,11 +166,7 @@ async fn refused_commands_change_nothing(store: Arc<dyn ChatStore>) {
     let room = seed(&store).await;
     let lsn = store.identity().await.expect("identity").last_lsn;
     let refusals = [
-        Command::CreateCategory {
-            actor: Actor::User(2),
-            name: "mine".into(),
-            description: None,
-        },
+        Command::new_category(Actor::User(2), "mine"),
         Command::PostMessage {
             actor: 2,
             room: 999,
@@ -200,14 +181,7 @@ async fn refused_commands_change_nothing(store: Arc<dyn ChatStore>) {
             client_msg_id: "b".into(),
             alert: false,
         },
-        Command::CreateRoom {
-            actor: Actor::User(2),
-            name: "LOBBY".into(),
-            category: 1,
-            description: None,
-            privacy: None,
-            room_type: None,
-        },
+        Command::new_room(Actor::User(2), 1, "LOBBY", Privacy::Closed),
     ];
     for command in refusals {
         match store.submit(env(command.clone())).await {

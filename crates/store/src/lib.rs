@@ -12,8 +12,8 @@
 pub mod conformance;
 
 use pchat_domain::{
-    Access, Category, CategoryId, DomainError, Envelope, LogRecord, Lsn, Message, Outcome, RoomId,
-    RoomInfo, Seq, User, UserId,
+    Access, AddIn, Category, CategoryId, DomainError, Envelope, Group, GroupId, LogRecord, Lsn,
+    Message, Outcome, RoomId, RoomInfo, Seq, User, UserId,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -66,7 +66,29 @@ pub enum Page {
     After { seq: Seq, limit: u32 },
 }
 
-/// A room's role lists, as user names.
+/// A group with its direct members, written as in lists (`alice`, `group:Sales`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDetails {
+    pub group: Group,
+    pub members: Vec<String>,
+}
+
+/// A category's lists, written as in lists (`alice`, `group:Sales`, `*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryLists {
+    pub allowed: Vec<String>,
+    pub denied: Vec<String>,
+    pub creators: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub room: RoomId,
+    /// Who invited (none: an operator at the machine).
+    pub by: Option<UserId>,
+}
+
+/// A room's role lists, written as in lists (`alice`, `group:Sales`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomRoles {
     pub members: Vec<String>,
@@ -132,6 +154,16 @@ pub trait ChatStore: Send + Sync + 'static {
         &self,
         user: UserId,
     ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>>;
+
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupDetails>, StoreError>>;
+    fn group(&self, id: GroupId) -> BoxFuture<'_, Result<Option<GroupDetails>, StoreError>>;
+    fn category_lists(&self, id: CategoryId) -> BoxFuture<'_, Result<CategoryLists, StoreError>>;
+    fn addins(&self) -> BoxFuture<'_, Result<Vec<AddIn>, StoreError>>;
+    /// The rooms the user is invited to.
+    fn invitations(&self, user: UserId) -> BoxFuture<'_, Result<Vec<Invitation>, StoreError>>;
+    /// Every user a room's role lists reach, directly or through groups, with
+    /// their effective standing (`allowed` false: the category walls them off).
+    fn eligible(&self, room: RoomId) -> BoxFuture<'_, Result<Vec<(User, Access)>, StoreError>>;
 
     fn messages(&self, room: RoomId, page: Page)
         -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;

@@ -7,11 +7,27 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Default)]
 struct Mem {
     users: BTreeMap<UserId, User>,
+    groups: BTreeMap<GroupId, Group>,
+    group_members: BTreeSet<(GroupId, Principal)>,
     categories: BTreeMap<CategoryId, Category>,
+    category_lists: BTreeSet<(CategoryId, CategoryList, Principal)>,
     rooms: BTreeMap<RoomId, RoomInfo>,
-    roles: BTreeSet<(RoomId, Role, UserId)>,
+    roles: BTreeSet<(RoomId, Role, Principal)>,
+    invitations: BTreeSet<(RoomId, UserId)>,
+    addins: BTreeMap<AddInId, AddIn>,
     messages: Vec<Message>,
     sessions: BTreeMap<String, UserId>,
+}
+
+fn find_by_name<'a, T>(
+    mut items: impl Iterator<Item = &'a T>,
+    name: &str,
+    f: impl Fn(&T) -> &str,
+) -> Option<T>
+where
+    T: Clone + 'a,
+{
+    items.find(|x| name_key(f(x)) == name_key(name)).cloned()
 }
 
 impl State for Mem {
@@ -19,11 +35,7 @@ impl State for Mem {
         Ok(self.users.get(&id).cloned())
     }
     fn user_by_name(&self, name: &str) -> Result<Option<User>, StateError> {
-        Ok(self
-            .users
-            .values()
-            .find(|u| name_key(&u.name) == name_key(name))
-            .cloned())
+        Ok(find_by_name(self.users.values(), name, |u| &u.name))
     }
     fn user_count(&self) -> Result<i64, StateError> {
         Ok(self.users.len() as i64)
@@ -31,46 +43,113 @@ impl State for Mem {
     fn next_user_id(&self) -> Result<UserId, StateError> {
         Ok(self.users.keys().max().copied().unwrap_or(0) + 1)
     }
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StateError> {
+        Ok(self.groups.get(&id).cloned())
+    }
+    fn group_by_name(&self, name: &str) -> Result<Option<Group>, StateError> {
+        Ok(find_by_name(self.groups.values(), name, |g| &g.name))
+    }
+    fn next_group_id(&self) -> Result<GroupId, StateError> {
+        Ok(self.groups.keys().max().copied().unwrap_or(0) + 1)
+    }
+    fn group_members(&self, id: GroupId) -> Result<Vec<Principal>, StateError> {
+        Ok(self
+            .group_members
+            .iter()
+            .filter(|(g, _)| *g == id)
+            .map(|(_, p)| *p)
+            .collect())
+    }
+    fn groups_of(&self, p: Principal) -> Result<BTreeSet<GroupId>, StateError> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![p];
+        while let Some(x) = todo.pop() {
+            for (g, m) in &self.group_members {
+                if *m == x && out.insert(*g) {
+                    todo.push(Principal::Group(*g));
+                }
+            }
+        }
+        Ok(out)
+    }
     fn category(&self, id: CategoryId) -> Result<Option<Category>, StateError> {
         Ok(self.categories.get(&id).cloned())
     }
     fn category_by_name(&self, name: &str) -> Result<Option<Category>, StateError> {
-        Ok(self
-            .categories
-            .values()
-            .find(|c| name_key(&c.name) == name_key(name))
-            .cloned())
+        Ok(find_by_name(self.categories.values(), name, |c| &c.name))
     }
     fn next_category_id(&self) -> Result<CategoryId, StateError> {
         Ok(self.categories.keys().max().copied().unwrap_or(0) + 1)
+    }
+    fn category_list(
+        &self,
+        id: CategoryId,
+        list: CategoryList,
+    ) -> Result<Vec<Principal>, StateError> {
+        Ok(self
+            .category_lists
+            .iter()
+            .filter(|(c, l, _)| *c == id && *l == list)
+            .map(|t| t.2)
+            .collect())
+    }
+    fn category_room_count(&self, id: CategoryId) -> Result<i64, StateError> {
+        Ok(self.rooms.values().filter(|r| r.category == id).count() as i64)
     }
     fn room(&self, id: RoomId) -> Result<Option<RoomInfo>, StateError> {
         Ok(self.rooms.get(&id).cloned())
     }
     fn room_by_name(&self, name: &str) -> Result<Option<RoomInfo>, StateError> {
-        Ok(self
-            .rooms
-            .values()
-            .find(|r| name_key(&r.name) == name_key(name))
-            .cloned())
+        Ok(find_by_name(self.rooms.values(), name, |r| &r.name))
     }
     fn next_room_id(&self) -> Result<RoomId, StateError> {
         Ok(self.rooms.keys().max().copied().unwrap_or(0) + 1)
     }
     fn access(&self, room: RoomId, user: UserId) -> Result<Access, StateError> {
+        let mut mine: BTreeSet<Principal> = self
+            .groups_of(Principal::User(user))?
+            .into_iter()
+            .map(Principal::Group)
+            .collect();
+        mine.insert(Principal::User(user));
+        let has = |role| {
+            self.roles
+                .iter()
+                .any(|(r, ro, p)| *r == room && *ro == role && mine.contains(p))
+        };
+        let (member, manager, presenter) =
+            (has(Role::Member), has(Role::Manager), has(Role::Presenter));
+        mine.insert(Principal::Everyone);
+        let category = self.rooms.get(&room).map(|r| r.category).unwrap_or(0);
+        let named = |list| {
+            self.category_lists
+                .iter()
+                .any(|(c, l, p)| *c == category && *l == list && mine.contains(p))
+        };
         Ok(Access {
-            member: self.roles.contains(&(room, Role::Member, user)),
-            manager: self.roles.contains(&(room, Role::Manager, user)),
-            presenter: self.roles.contains(&(room, Role::Presenter, user)),
+            member,
+            manager,
+            presenter,
+            allowed: category_permits(named(CategoryList::Allowed), named(CategoryList::Denied)),
+            invited: self.invitations.contains(&(room, user)),
         })
     }
-    fn role_list(&self, room: RoomId, role: Role) -> Result<Vec<UserId>, StateError> {
+    fn room_entries(&self, room: RoomId, role: Role) -> Result<Vec<Principal>, StateError> {
         Ok(self
             .roles
             .iter()
             .filter(|(r, ro, _)| *r == room && *ro == role)
             .map(|t| t.2)
             .collect())
+    }
+    fn addin(&self, id: AddInId) -> Result<Option<AddIn>, StateError> {
+        Ok(self.addins.get(&id).cloned())
+    }
+    fn addin_by_name(&self, name: &str) -> Result<Option<AddIn>, StateError> {
+        Ok(find_by_name(self.addins.values(), name, |a| &a.name))
+    }
+    fn next_addin_id(&self) -> Result<AddInId, StateError> {
+        Ok(self.addins.keys().max().copied().unwrap_or(0) + 1)
     }
     fn message_by_client_id(
         &self,
@@ -82,6 +161,29 @@ impl State for Mem {
             .iter()
             .find(|m| m.sender == sender && m.client_msg_id == id)
             .cloned())
+    }
+    fn matching_messages(
+        &self,
+        room: Option<RoomId>,
+        sender: Option<UserId>,
+        filter: &MessageFilter,
+        limit: usize,
+    ) -> Result<Vec<(RoomId, Vec<Seq>)>, StateError> {
+        let mut out: BTreeMap<RoomId, Vec<Seq>> = BTreeMap::new();
+        for m in self.messages.iter().filter(|m| {
+            room.is_none_or(|r| m.room == r)
+                && sender.is_none_or(|s| m.sender == s)
+                && filter
+                    .text
+                    .as_ref()
+                    .is_none_or(|t| m.body.to_lowercase().contains(&t.to_lowercase()))
+                && filter.since.is_none_or(|t| m.ts >= t)
+                && filter.until.is_none_or(|t| m.ts <= t)
+        }) {
+            out.entry(m.room).or_default().push(m.seq);
+        }
+        let _ = limit;
+        Ok(out.into_iter().collect())
     }
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError> {
         Ok(self.sessions.get(token_hash).copied())
@@ -102,27 +204,114 @@ impl Mem {
             Event::SessionEnded { token_hash } => {
                 self.sessions.remove(token_hash);
             }
-            Event::CategoryCreated { category } => {
+            Event::GroupCreated { group } | Event::GroupUpdated { group } => {
+                self.groups.insert(group.id, group.clone());
+            }
+            Event::GroupMembersChanged {
+                group,
+                added,
+                removed,
+            } => {
+                for p in added {
+                    self.group_members.insert((*group, *p));
+                }
+                for p in removed {
+                    self.group_members.remove(&(*group, *p));
+                }
+            }
+            Event::GroupDeleted { group } => {
+                let p = Principal::Group(*group);
+                self.groups.remove(group);
+                self.group_members.retain(|(g, m)| g != group && *m != p);
+                self.category_lists.retain(|t| t.2 != p);
+                self.roles.retain(|t| t.2 != p);
+            }
+            Event::CategoryCreated { category } | Event::CategoryUpdated { category } => {
                 self.categories.insert(category.id, category.clone());
+            }
+            Event::CategoryListChanged {
+                category,
+                list,
+                added,
+                removed,
+            } => {
+                for p in added {
+                    self.category_lists.insert((*category, *list, *p));
+                }
+                for p in removed {
+                    self.category_lists.remove(&(*category, *list, *p));
+                }
+            }
+            Event::CategoryDeleted { category } => {
+                self.categories.remove(category);
+                self.category_lists.retain(|t| t.0 != *category);
             }
             Event::RoomCreated { room } | Event::RoomUpdated { room } => {
                 self.rooms.insert(room.id, room.clone());
             }
-            Event::RoleGranted { room, role, users } => {
-                for u in users {
-                    self.roles.insert((*room, *role, *u));
+            Event::RoomDeleted { room } => {
+                self.rooms.remove(room);
+                self.roles.retain(|t| t.0 != *room);
+                self.invitations.retain(|t| t.0 != *room);
+                self.messages.retain(|m| m.room != *room);
+            }
+            Event::RoleGranted {
+                room,
+                role,
+                principals,
+            } => {
+                for p in principals {
+                    self.roles.insert((*room, *role, *p));
                 }
             }
-            Event::RoleRevoked { room, role, users } => {
-                for u in users {
-                    self.roles.remove(&(*room, *role, *u));
+            Event::RoleRevoked {
+                room,
+                role,
+                principals,
+            } => {
+                for p in principals {
+                    self.roles.remove(&(*room, *role, *p));
                 }
             }
-            Event::MessagePosted { message } => {
+            Event::Invited { room, user, .. } => {
+                self.invitations.insert((*room, *user));
+            }
+            Event::InvitationClosed { room, user } => {
+                self.invitations.remove(&(*room, *user));
+            }
+            Event::AddInCreated { addin } => {
+                self.addins.insert(addin.id, addin.clone());
+            }
+            Event::AddInDeleted { addin } => {
+                self.addins.remove(addin);
+                for r in self.rooms.values_mut() {
+                    if r.addin == Some(*addin) {
+                        r.addin = None;
+                    }
+                }
+            }
+            Event::MessagePosted { message, .. } => {
                 if let Some(r) = self.rooms.get_mut(&message.room) {
                     r.last_seq = message.seq;
                 }
                 self.messages.push(message.clone());
+            }
+            Event::MessagesChanged { room, seqs, change } => {
+                for m in self.messages.iter_mut() {
+                    if m.room == *room && seqs.contains(&m.seq) {
+                        if let MessageChange::Replaced(t) = change {
+                            m.body = t.clone();
+                            m.replaced = true;
+                        }
+                    }
+                }
+                if *change == MessageChange::Removed {
+                    self.messages
+                        .retain(|m| m.room != *room || !seqs.contains(&m.seq));
+                }
+            }
+            Event::RoomCleared { room, until } => {
+                self.messages.retain(|m| m.room != *room || m.ts > *until);
             }
         }
     }
@@ -155,8 +344,10 @@ impl Mem {
         }
         m.run(Command::CreateCategory {
             actor: Actor::User(1),
-            name: "general".into(),
-            description: None,
+            category: Box::new(CategoryChanges {
+                name: Some("general".into()),
+                ..Default::default()
+            }),
         })
         .unwrap();
         m
@@ -172,11 +363,13 @@ impl Mem {
         match self
             .run(Command::CreateRoom {
                 actor: Actor::User(by),
-                name: name.into(),
                 category: 1,
-                description: None,
-                privacy: Some(privacy),
-                room_type: Some(room_type),
+                room: Box::new(RoomChanges {
+                    name: Some(name.into()),
+                    privacy: Some(privacy),
+                    room_type: Some(room_type),
+                    ..Default::default()
+                }),
             })
             .unwrap()
         {
@@ -184,6 +377,10 @@ impl Mem {
             o => panic!("unexpected {o:?}"),
         }
     }
+}
+
+fn users(ids: &[UserId]) -> Vec<Principal> {
+    ids.iter().map(|u| Principal::User(*u)).collect()
 }
 
 fn post(user: UserId, room: RoomId, cmid: &str) -> Command {
@@ -245,11 +442,11 @@ fn room_names_are_unique_without_case() {
     let err = m
         .run(Command::CreateRoom {
             actor: Actor::User(3),
-            name: "lobby".into(),
             category: 1,
-            description: None,
-            privacy: None,
-            room_type: None,
+            room: Box::new(RoomChanges {
+                name: Some("lobby".into()),
+                ..Default::default()
+            }),
         })
         .unwrap_err();
     assert!(matches!(
@@ -276,7 +473,7 @@ fn list_changes_replace_then_add_then_remove() {
         changes: Box::new(changes),
     })
     .unwrap();
-    assert_eq!(m.role_list(r, Role::Member).unwrap(), vec![1, 2, 3]);
+    assert_eq!(m.room_entries(r, Role::Member).unwrap(), users(&[1, 2, 3]));
     let mut changes = RoomChanges::default();
     changes.members.remove = vec!["alice".into()];
     m.run(Command::UpdateRoom {
@@ -285,7 +482,7 @@ fn list_changes_replace_then_add_then_remove() {
         changes: Box::new(changes),
     })
     .unwrap();
-    assert_eq!(m.role_list(r, Role::Member).unwrap(), vec![1, 3]);
+    assert_eq!(m.room_entries(r, Role::Member).unwrap(), users(&[1, 3]));
     let mut changes = RoomChanges::default();
     changes.members.add = vec!["nobody".into()];
     let err = m
@@ -300,8 +497,8 @@ fn list_changes_replace_then_add_then_remove() {
         DecideError::Domain(DomainError::UnknownUser("nobody".into()))
     );
     assert_eq!(
-        m.role_list(r, Role::Member).unwrap(),
-        vec![1, 3],
+        m.room_entries(r, Role::Member).unwrap(),
+        users(&[1, 3]),
         "a refused change changes nothing"
     );
 }
@@ -312,8 +509,10 @@ fn only_admins_create_users_and_categories() {
     let err = m
         .run(Command::CreateCategory {
             actor: Actor::User(2),
-            name: "x".into(),
-            description: None,
+            category: Box::new(CategoryChanges {
+                name: Some("x".into()),
+                ..Default::default()
+            }),
         })
         .unwrap_err();
     assert!(matches!(

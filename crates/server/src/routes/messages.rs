@@ -6,8 +6,13 @@ use crate::json::{Json, Query, RoomIdPath};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use pchat_api::{ErrorCode, MessageView, MessagesResponse, PostMessageRequest, MAX_PAGE};
-use pchat_domain::{Command, Outcome, Seq, MAX_BODY_BYTES};
+use pchat_api::{
+    ClearRoomRequest, ErrorCode, MessageView, MessagesResponse, PostMessageRequest,
+    RemoveMessagesRequest, RemoveMessagesResponse, MAX_PAGE,
+};
+use pchat_domain::{
+    Command, MessageChange, MessageFilter, Outcome, Seq, MAX_BODY_BYTES, REPLACED_TEXT,
+};
 use pchat_store::Page;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
@@ -98,4 +103,56 @@ pub async fn list(
         messages.push(state.names.message(&m).await?);
     }
     Ok(axum::Json(MessagesResponse { messages }))
+}
+
+/// `POST /api/v1/messages/remove` (administrators): remove or replace the
+/// messages that match.
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(req): Json<RemoveMessagesRequest>,
+) -> ApiResult<axum::Json<RemoveMessagesResponse>> {
+    let change = match (req.remove, req.replacement) {
+        (true, Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidValue,
+                "give remove or replacement, not both",
+            ))
+        }
+        (true, None) => MessageChange::Removed,
+        (false, text) => MessageChange::Replaced(text.unwrap_or_else(|| REPLACED_TEXT.into())),
+    };
+    let command = Command::ChangeMessages {
+        actor: caller.actor(),
+        filter: MessageFilter {
+            room: req.room,
+            user: req.user,
+            text: req.text,
+            since: req.since,
+            until: req.until,
+        },
+        change,
+    };
+    match state.submit(command).await?.outcome {
+        Outcome::MessagesChanged { count } => Ok(axum::Json(RemoveMessagesResponse { count })),
+        _ => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
+    }
+}
+
+/// `POST /api/v1/rooms/{id}/clear` (administrators): remove every message
+/// posted up to `until`.
+pub async fn clear(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    RoomIdPath(room): RoomIdPath,
+    Json(req): Json<ClearRoomRequest>,
+) -> ApiResult<StatusCode> {
+    state
+        .submit(Command::ClearRoom {
+            actor: caller.actor(),
+            room,
+            until: req.until,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

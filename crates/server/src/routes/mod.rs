@@ -1,7 +1,9 @@
 //! The HTTP API under `/api/v1`, one file per resource, plus the operational
 //! endpoints (`/healthz`, `/readyz`, `/metrics`).
 
+mod addins;
 mod categories;
+mod groups;
 mod messages;
 mod ops;
 mod rooms;
@@ -12,7 +14,7 @@ mod users;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use pchat_api::ErrorCode;
 use std::sync::Arc;
@@ -29,8 +31,31 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/categories",
             post(categories::create).get(categories::list),
         )
+        .route(
+            "/categories/{id}",
+            get(categories::get)
+                .patch(categories::patch)
+                .delete(categories::delete),
+        )
+        .route("/groups", post(groups::create).get(groups::list))
+        .route(
+            "/groups/{id}",
+            get(groups::get).patch(groups::patch).delete(groups::delete),
+        )
+        .route("/addins", post(addins::create).get(addins::list))
+        .route("/addins/{name}", delete(addins::delete))
+        .route("/invitations", get(rooms::invitations))
+        .route("/messages/remove", post(messages::remove))
         .route("/rooms", post(rooms::create).get(rooms::list))
-        .route("/rooms/{id}", get(rooms::get).patch(rooms::patch))
+        .route(
+            "/rooms/{id}",
+            get(rooms::get).patch(rooms::patch).delete(rooms::delete),
+        )
+        .route("/rooms/{id}/invitations", post(rooms::invite))
+        .route("/rooms/{id}/join", post(rooms::join))
+        .route("/rooms/{id}/leave", post(rooms::leave))
+        .route("/rooms/{id}/eligible", get(rooms::eligible))
+        .route("/rooms/{id}/clear", post(messages::clear))
         .route(
             "/rooms/{id}/messages",
             post(messages::post).get(messages::list),

@@ -7,7 +7,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use pchat_api::{CreateUserRequest, UserView};
-use pchat_domain::{Actor, Command, Outcome};
+use pchat_domain::{Command, Outcome};
 use std::sync::Arc;
 
 pub async fn create(
@@ -25,7 +25,7 @@ pub async fn create(
     }
     let password_hash = auth::hash_password(req.password).await?;
     let command = Command::CreateUser {
-        actor: Actor::User(caller.user.id),
+        actor: caller.actor(),
         name: req.name,
         display_name: req.display_name,
         password_hash,
