@@ -273,7 +273,11 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                 ])?;
             }
             Event::RoomDeleted { room } => {
-                unindex_messages(conn, "room_id = ?1", params![room])?;
+                conn.execute(
+                    "INSERT INTO messages_fts (messages_fts, rowid, body)
+                     SELECT 'delete', id, body FROM messages WHERE room_id = ?1",
+                    [room],
+                )?;
                 conn.execute("DELETE FROM messages WHERE room_id = ?1", [room])?;
                 conn.execute("DELETE FROM room_roles WHERE room_id = ?1", [room])?;
                 conn.execute("DELETE FROM invitations WHERE room_id = ?1", [room])?;
@@ -353,46 +357,32 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![m.room, m.seq, m.sender, m.ts, body, m.alert, m.client_msg_id, lsn, status])?;
-                if !*unkept {
-                    let id = conn.last_insert_rowid();
-                    conn.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?1, ?2)")?
-                        .execute(params![id, m.body])?;
-                }
+                // Every row is indexed (an empty body has no words), so the
+                // index always matches its content table.
+                let id = conn.last_insert_rowid();
+                conn.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?1, ?2)")?
+                    .execute(params![id, body])?;
             }
             Event::MessagesChanged { room, seqs, change } => {
                 let seqs = serde_json::to_string(seqs)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-                let which = "room_id = ?1 AND seq IN (SELECT value FROM json_each(?2)) AND status IN (0, 1)";
-                unindex_messages(conn, which, params![room, seqs])?;
+                let ids = history_ids(
+                    conn,
+                    "room_id = ?1 AND seq IN (SELECT value FROM json_each(?2))",
+                    params![room, seqs],
+                )?;
                 match change {
                     MessageChange::Removed => {
-                        conn.execute(
-                            &format!("UPDATE messages SET body = '', status = {STATUS_REMOVED} WHERE {which}"),
-                            params![room, seqs],
-                        )?;
+                        rewrite_messages(conn, &ids, "", STATUS_REMOVED)?;
                     }
                     MessageChange::Replaced(text) => {
-                        conn.execute(
-                            &format!("UPDATE messages SET body = ?3, status = {STATUS_REPLACED} WHERE {which}"),
-                            params![room, seqs, text],
-                        )?;
-                        conn.execute(
-                            "INSERT INTO messages_fts (rowid, body)
-                             SELECT id, body FROM messages WHERE room_id = ?1 AND seq IN (SELECT value FROM json_each(?2)) AND status = 1",
-                            params![room, seqs],
-                        )?;
+                        rewrite_messages(conn, &ids, text, STATUS_REPLACED)?;
                     }
                 }
             }
             Event::RoomCleared { room, until } => {
-                let which = "room_id = ?1 AND ts <= ?2 AND status IN (0, 1)";
-                unindex_messages(conn, which, params![room, until])?;
-                conn.execute(
-                    &format!(
-                        "UPDATE messages SET body = '', status = {STATUS_REMOVED} WHERE {which}"
-                    ),
-                    params![room, until],
-                )?;
+                let ids = history_ids(conn, "room_id = ?1 AND ts <= ?2", params![room, until])?;
+                rewrite_messages(conn, &ids, "", STATUS_REMOVED)?;
             }
         }
         Ok(())
@@ -404,20 +394,37 @@ const STATUS_REPLACED: i64 = 1;
 const STATUS_REMOVED: i64 = 2;
 const STATUS_UNKEPT: i64 = 3;
 
-/// Takes the indexed messages matching `filter` out of the full-text index
-/// (an external-content FTS5 table is told the old text to forget).
-fn unindex_messages(
+/// Ids (as a JSON array) of the history messages (kept or replaced) that match.
+fn history_ids(
     conn: &Connection,
     filter: &str,
     p: impl rusqlite::Params,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        &format!(
-            "INSERT INTO messages_fts (messages_fts, rowid, body)
-             SELECT 'delete', id, body FROM messages WHERE {filter} AND status IN (0, 1)"
-        ),
-        p,
-    )?;
+) -> rusqlite::Result<String> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT json_group_array(id) FROM messages WHERE {filter} AND {IN_HISTORY}"
+    ))?;
+    stmt.query_row(p, |r| r.get(0))
+}
+
+/// Gives messages a new body and status, keeping the full-text index in
+/// step: every row of `messages` has exactly one index entry (an external
+/// content FTS5 table must match its content), so the old text is
+/// withdrawn and the new one (possibly empty) indexed.
+fn rewrite_messages(conn: &Connection, ids: &str, body: &str, status: i64) -> rusqlite::Result<()> {
+    const WHICH: &str = "id IN (SELECT value FROM json_each(?1))";
+    conn.prepare_cached(&format!(
+        "INSERT INTO messages_fts (messages_fts, rowid, body)
+         SELECT 'delete', id, body FROM messages WHERE {WHICH}"
+    ))?
+    .execute([ids])?;
+    conn.prepare_cached(&format!(
+        "UPDATE messages SET body = ?2, status = ?3 WHERE {WHICH}"
+    ))?
+    .execute(params![ids, body, status])?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE {WHICH}"
+    ))?
+    .execute([ids])?;
     Ok(())
 }
 

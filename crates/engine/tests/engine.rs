@@ -218,8 +218,17 @@ async fn replaying_the_log_gives_identical_tables() {
             }))
             .await
             .unwrap();
+        room_model_workload(&store, room).await;
         store.close();
     }
+    // With rank 1, FTS5 checks its index against the messages table too.
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .expect("the full-text index matches the messages after removals and replacements");
     let dst = dir.path().join("replayed.db");
     replay_into::<ChatMachine>(&src, &dst).unwrap();
     let a = dump_tables(&open_connection(&src).unwrap()).unwrap();
@@ -343,4 +352,189 @@ async fn a_failing_apply_fails_its_batch_then_fails_alone() {
         .await
         .unwrap();
     assert_eq!(msgs.len() as i64, stalled + 2);
+}
+
+/// Every kind of room-model event, so replay covers each apply.
+async fn room_model_workload(store: &ChatEngine, room: RoomId) {
+    let ok = |c: Command| async move {
+        match store.submit(env(c.clone())).await {
+            Ok(done) => done.outcome,
+            Err(e) => panic!("{c:?} refused: {e}"),
+        }
+    };
+    let group = |name: &str, members: &[&str]| Command::CreateGroup {
+        actor: Actor::System,
+        group: Box::new(GroupChanges {
+            name: Some(name.into()),
+            members: ListChange {
+                add: members.iter().map(|m| m.to_string()).collect(),
+                ..ListChange::default()
+            },
+            ..GroupChanges::default()
+        }),
+    };
+    ok(group("team", &["bob"])).await;
+    ok(group("org", &["group:team", "admin"])).await;
+    ok(Command::CreateAddIn {
+        actor: Actor::System,
+        name: "wiki".into(),
+        url: "https://wiki.example/room".into(),
+    })
+    .await;
+    let secret = match ok(Command::CreateCategory {
+        actor: Actor::System,
+        category: Box::new(CategoryChanges {
+            name: Some("secret".into()),
+            chat_history: Some(false),
+            allowed: ListChange {
+                replace: Some(vec!["group:org".into()]),
+                ..ListChange::default()
+            },
+            ..CategoryChanges::default()
+        }),
+    })
+    .await
+    {
+        Outcome::Category(c) => c.id,
+        o => panic!("unexpected {o:?}"),
+    };
+    // Move the room (drops nobody: everyone in it is in `org`), set its add-in.
+    let mut changes = RoomChanges::default();
+    changes.category = Some(secret);
+    changes.addin = Some(Some("wiki".into()));
+    changes.managers.add = vec!["group:team".into()];
+    ok(Command::UpdateRoom {
+        actor: Actor::System,
+        room,
+        changes: Box::new(changes),
+    })
+    .await;
+    // Unkept posts in a category without history.
+    for i in 0..3 {
+        ok(Command::PostMessage {
+            actor: 2,
+            room,
+            body: format!("unkept {i}"),
+            client_msg_id: format!("unkept-{i}"),
+            alert: true,
+        })
+        .await;
+    }
+    ok(Command::ChangeMessages {
+        actor: Actor::System,
+        filter: MessageFilter {
+            room: Some(room),
+            text: Some("number 1".into()),
+            ..MessageFilter::default()
+        },
+        change: MessageChange::Replaced("gone".into()),
+    })
+    .await;
+    ok(Command::ChangeMessages {
+        actor: Actor::System,
+        filter: MessageFilter {
+            room: Some(room),
+            text: Some("number 2".into()),
+            ..MessageFilter::default()
+        },
+        change: MessageChange::Removed,
+    })
+    .await;
+    let other = match ok(Command::new_room(
+        Actor::System,
+        1,
+        "other",
+        Privacy::Secret,
+    ))
+    .await
+    {
+        Outcome::Room(r) => r.id,
+        o => panic!("unexpected {o:?}"),
+    };
+    ok(Command::Invite {
+        actor: Actor::System,
+        room: other,
+        user: "bob".into(),
+    })
+    .await;
+    ok(Command::JoinRoom {
+        actor: 2,
+        room: other,
+    })
+    .await;
+    let say = |room: RoomId, id: &str| Command::PostMessage {
+        actor: 2,
+        room,
+        body: format!("pears {id}"),
+        client_msg_id: id.into(),
+        alert: false,
+    };
+    ok(say(other, "other-1")).await;
+    ok(say(other, "other-2")).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ok(say(other, "other-3")).await;
+    ok(Command::ClearRoom {
+        actor: Actor::System,
+        room: other,
+        until: now,
+    })
+    .await;
+    let kept = store
+        .messages(other, Page::Latest { limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "clear-room keeps only what came after: {kept:?}"
+    );
+    ok(Command::LeaveRoom {
+        actor: 2,
+        room: other,
+    })
+    .await;
+    let doomed = match ok(Command::new_room(Actor::System, 1, "doomed", Privacy::Open)).await {
+        Outcome::Room(r) => r.id,
+        o => panic!("unexpected {o:?}"),
+    };
+    ok(say(doomed, "doomed-1")).await;
+    ok(Command::DeleteRoom {
+        actor: Actor::System,
+        room: doomed,
+    })
+    .await;
+    ok(Command::DeleteAddIn {
+        actor: Actor::System,
+        name: "wiki".into(),
+    })
+    .await;
+    let team = match store
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.group.name == "team")
+        .map(|g| g.group.id)
+    {
+        Some(id) => id,
+        None => panic!("no group team"),
+    };
+    ok(Command::DeleteGroup {
+        actor: Actor::System,
+        group: team,
+    })
+    .await;
+    let empty = match ok(Command::new_category(Actor::System, "empty")).await {
+        Outcome::Category(c) => c.id,
+        o => panic!("unexpected {o:?}"),
+    };
+    ok(Command::DeleteCategory {
+        actor: Actor::System,
+        category: empty,
+    })
+    .await;
 }
