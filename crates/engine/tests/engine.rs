@@ -399,10 +399,15 @@ async fn room_model_workload(store: &ChatEngine, room: RoomId) {
         o => panic!("unexpected {o:?}"),
     };
     // Move the room (drops nobody: everyone in it is in `org`), set its add-in.
-    let mut changes = RoomChanges::default();
-    changes.category = Some(secret);
-    changes.addin = Some(Some("wiki".into()));
-    changes.managers.add = vec!["group:team".into()];
+    let changes = RoomChanges {
+        category: Some(secret),
+        addin: Some(Some("wiki".into())),
+        managers: ListChange {
+            add: vec!["group:team".into()],
+            ..ListChange::default()
+        },
+        ..RoomChanges::default()
+    };
     ok(Command::UpdateRoom {
         actor: Actor::System,
         room,

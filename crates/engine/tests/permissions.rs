@@ -280,8 +280,10 @@ async fn permission_matrix() {
             )
             .await;
             assert_eq!(posted.is_ok(), want.post, "post {ctx}: {posted:?}");
-            let mut edit = RoomChanges::default();
-            edit.description = Some("edited".into());
+            let edit = RoomChanges {
+                description: Some("edited".into()),
+                ..RoomChanges::default()
+            };
             let managed = run(
                 &store,
                 Command::UpdateRoom {
