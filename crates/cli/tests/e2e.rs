@@ -9,5 +9,6 @@ mod e2e {
     pub mod common;
     pub mod crash;
     pub mod fuzz;
+    pub mod room_model;
     pub mod stream;
 }

@@ -219,3 +219,215 @@ async fn test_message_checks_a_round_trip() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no room named"));
 }
+
+/// Runs `pchat admin ARGS --json` and parses the answer; panics on failure.
+fn admin_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, out, err) = admin(&all, "");
+    assert!(ok, "pchat admin {args:?} failed: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// Runs `pchat admin ARGS`, expects a refusal, and returns its one-line reason.
+fn admin_refused(args: &[&str]) -> String {
+    let (ok, out, err) = admin(args, "");
+    assert!(!ok, "pchat admin {args:?} should fail, printed {out}");
+    // One line of reason (clap adds a hint to try --help after its own).
+    let reason: Vec<&str> = err
+        .trim()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("--help"))
+        .collect();
+    assert_eq!(reason.len(), 1, "one line: {err}");
+    err
+}
+
+#[tokio::test]
+async fn room_model_from_the_cli_on_a_data_dir_then_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // Create the databases, then work on the stopped server's data dir.
+    let mut server = Server::start_in(
+        dir.path(),
+        &[("PCHAT_BOOTSTRAP_ADMIN", &format!("{ADMIN}:{ADMIN_PW}"))],
+    );
+    let c = server.client();
+    let admin_token = c.admin().await;
+    c.user(&admin_token, "alice").await;
+    c.user(&admin_token, "bob").await;
+    server.terminate();
+
+    let dd = ["--data-dir", d];
+    let with = |args: &[&'static str]| -> Vec<&str> {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend_from_slice(&dd);
+        v
+    };
+    let g = admin_json(&with(&[
+        "group",
+        "new",
+        "--name",
+        "legal",
+        "--members",
+        "alice",
+    ]));
+    assert_eq!(g["members"], serde_json::json!(["alice"]));
+    let g = admin_json(&with(&["group", "set", "legal", "--add-members", "bob"]));
+    assert_eq!(g["members"], serde_json::json!(["alice", "bob"]));
+    let cat = admin_json(&with(&[
+        "category",
+        "new",
+        "--name",
+        "deals",
+        "--denied",
+        "group:legal",
+        "--invitations",
+        "false",
+    ]));
+    assert_eq!(cat["denied"], serde_json::json!(["group:legal"]));
+    assert_eq!(cat["invitations"], false);
+    let cat = admin_json(&with(&[
+        "category",
+        "set",
+        "deals",
+        "--remove-denied",
+        "group:legal",
+        "--add-denied",
+        "bob",
+        "--chat-history",
+        "true",
+    ]));
+    assert_eq!(cat["denied"], serde_json::json!(["bob"]));
+    admin_json(&with(&[
+        "addin",
+        "new",
+        "--name",
+        "wiki",
+        "--addin-url",
+        "https://wiki.example/",
+    ]));
+    let room = admin_json(&with(&[
+        "room",
+        "new",
+        "--name",
+        "merger",
+        "--category",
+        "deals",
+        "--privacy",
+        "secret",
+        "--managers",
+        "alice",
+        "--addin",
+        "wiki",
+    ]));
+    assert_eq!(room["managers"], serde_json::json!(["alice"]));
+    assert_eq!(room["addin"]["name"], "wiki");
+    // bob is walled off: a clear one-line refusal, nothing changed.
+    let err = admin_refused(&with(&["room", "set", "merger", "--add-members", "bob"]));
+    assert!(err.contains("not_allowed_by_category"), "{err}");
+    let rooms = admin_json(&with(&[
+        "room",
+        "get",
+        "--manager",
+        "alice",
+        "--privacy",
+        "secret",
+    ]));
+    assert_eq!(rooms.as_array().unwrap().len(), 1, "{rooms}");
+    assert!(admin_json(&with(&["room", "get", "--member", "bob"]))
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let eligible = admin_json(&with(&["eligible", "--room", "merger"]));
+    assert_eq!(eligible["users"][0]["name"], "alice");
+    let err = admin_refused(&with(&["invite", "--room", "merger", "--user", "alice"]));
+    assert!(err.contains("invitations are off"), "{err}");
+    let err = admin_refused(&with(&["category", "remove", "deals"]));
+    assert!(err.contains("category_not_empty"), "{err}");
+    let err = admin_refused(&with(&[
+        "clear-room",
+        "--room",
+        "merger",
+        "--until",
+        "yesterday",
+    ]));
+    assert!(err.contains("not a time"), "{err}");
+    let err = admin_refused(&with(&["room", "get", "nope"]));
+    assert!(err.contains("room_not_found"), "{err}");
+
+    // The same data through a running server.
+    let server = Server::start_in(dir.path(), &[]);
+    let c = server.client();
+    let alice = c.sign_in("alice", "alice-password").await;
+    let r = c
+        .call(
+            "GET",
+            "/api/v1/rooms",
+            Some(&alice),
+            serde_json::Value::Null,
+        )
+        .await;
+    let id = r.body["rooms"][0]["id"].as_i64().unwrap();
+    for i in 1..=3 {
+        assert_eq!(
+            c.post(&alice, id, &format!("quince {i}"), &format!("q{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let url = ["--url", server.url.as_str(), "--as", "admin:admin-password"];
+    let over = |args: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .copied()
+            .chain(url.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        admin_json(&refs)
+    };
+    let out = run(over(&[
+        "remove-message",
+        "--room",
+        "merger",
+        "--text",
+        "quince 2",
+    ]));
+    assert_eq!(out["count"], 1);
+    let out = run(over(&[
+        "remove-message",
+        "--user",
+        "alice",
+        "--text",
+        "quince 3",
+        "--remove",
+    ]));
+    assert_eq!(out["count"], 1);
+    let h = c.history(&alice, id).await;
+    assert_eq!(seqs(&h), vec![1, 2]);
+    assert_eq!(
+        h[1]["body"],
+        "This message was replaced by the administrator"
+    );
+    run(over(&[
+        "clear-room",
+        "--room",
+        "merger",
+        "--until",
+        "2999-01-01",
+    ]));
+    assert!(c.history(&alice, id).await.is_empty());
+    let groups = run(over(&["group", "get"]));
+    assert_eq!(groups[0]["name"], "legal");
+    run(over(&["room", "remove", "merger"]));
+    run(over(&["category", "remove", "deals"]));
+    run(over(&["group", "remove", "legal"]));
+    run(over(&["addin", "remove", "wiki"]));
+    assert!(run(over(&["addin", "get"]))["addins"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
