@@ -45,6 +45,7 @@ error_codes! {
     NameTaken => "name_taken", 409, "Names are unique (ignoring case); choose another.";
     ClientMsgIdReused => "client_msg_id_reused", 409, "Use a new client_msg_id for each new message.";
     Unavailable => "unavailable", 503, "The database cannot take work now; retry (posts with the same client_msg_id).";
+    ComplianceUnavailable => "compliance_unavailable", 503, "This server has no compliance database to read; ask one that runs the recorder.";
     ShuttingDown => "shutting_down", 503, "The server is shutting down; reconnect and retry.";
     Internal => "internal", 500, "An unexpected error; see the server log.";
 }

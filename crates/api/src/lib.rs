@@ -272,6 +272,41 @@ pub struct ClearRoomRequest {
     pub until: Timestamp,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsersResponse {
+    pub users: Vec<UserView>,
+}
+
+/// One compliance record of `mgccomp`, with its id there (ids grow with
+/// every record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplianceRecordView {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: pchat_domain::compliance::ComplianceRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComplianceRecordsResponse {
+    pub records: Vec<ComplianceRecordView>,
+    /// Pass as `after` for the next page (absent: this page was the last).
+    pub next_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveMarkRequest {
+    pub from: i64,
+    pub through: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarkResponse {
+    pub job: String,
+    /// The last record id the job has exported.
+    pub through: i64,
+}
+
 /// `Some(None)` for an explicit JSON `null` (clear), `None` when absent.
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where

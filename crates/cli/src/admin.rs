@@ -11,7 +11,7 @@ use pchat_api::{
     SessionResponse, UserView,
 };
 use pchat_domain::{name_key, Invitations, Privacy, RoomType, Timestamp};
-use pchat_engine::{ChatEngine, MGC_FILE};
+use pchat_engine::{compliance as compliance_engine, ChatEngine, MGCCOMP_FILE, MGC_FILE};
 use pchat_server::AppState;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+mod compliance;
 
 #[derive(clap::Args, Debug)]
 pub struct Target {
@@ -106,6 +108,9 @@ pub enum AdminCmd {
         #[arg(long)]
         room: String,
     },
+    /// The compliance database: export conversations (Lync's compliance adapter).
+    #[command(subcommand)]
+    Compliance(compliance::ComplianceCmd),
     /// Invite a user to a room.
     Invite {
         #[command(flatten)]
@@ -528,6 +533,7 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::Category(cmd) => run_category(cmd).await,
         AdminCmd::Room(cmd) => run_room(cmd).await,
         AdminCmd::Addin(cmd) => run_addin(cmd).await,
+        AdminCmd::Compliance(cmd) => compliance::run(cmd).await,
         AdminCmd::Eligible { target, room } => {
             let out: EligibleResponse = with(&target, |c| async move {
                 let id = c.room_id(&room).await?;
@@ -1036,10 +1042,11 @@ fn read_password(name: &str) -> anyhow::Result<String> {
 
 /// Where the commands go: the API of a running server, or the same API
 /// handled in-process over a data directory (as the operator at the machine).
-enum Conn {
+pub(crate) enum Conn {
     Local {
         state: Arc<AppState>,
         engine: Arc<ChatEngine>,
+        comp: Arc<compliance_engine::ComplianceEngine>,
     },
     Remote {
         base: String,
@@ -1050,7 +1057,7 @@ enum Conn {
 
 /// Connects as `target` says, runs `f`, and always closes the connection
 /// (signs out, or closes the database after its last commit).
-async fn with<T, F, Fut>(target: &Target, f: F) -> anyhow::Result<T>
+pub(crate) async fn with<T, F, Fut>(target: &Target, f: F) -> anyhow::Result<T>
 where
     F: FnOnce(Arc<Conn>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -1074,12 +1081,17 @@ impl Conn {
                     );
                 }
                 let engine = ChatEngine::open(&path)?;
+                let comp = compliance_engine::open(&dir.join(MGCCOMP_FILE))?;
                 let config = pchat_server::Config {
                     server_name: "pchat-admin".into(),
                     ..pchat_server::Config::default()
                 };
-                let state = AppState::new(engine.clone(), config);
-                Ok(Conn::Local { state, engine })
+                let state = AppState::with_compliance(engine.clone(), Some(comp.clone()), config);
+                Ok(Conn::Local {
+                    state,
+                    engine,
+                    comp,
+                })
             }
             (None, Some(url)) => {
                 let creds = t
@@ -1110,7 +1122,10 @@ impl Conn {
 
     async fn close(&self) {
         match self {
-            Conn::Local { engine, .. } => engine.close(),
+            Conn::Local { engine, comp, .. } => {
+                engine.close();
+                comp.close();
+            }
             Conn::Remote {
                 base,
                 client,
@@ -1125,7 +1140,7 @@ impl Conn {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -47,7 +47,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One line on stdout that scripts and tests can wait for.
     println!("pchat listening on http://{addr}");
 
-    let state = pchat_server::AppState::new(store.clone(), settings.server);
+    let state =
+        pchat_server::AppState::with_compliance(store.clone(), Some(comp.clone()), settings.server);
     pchat_server::serve(listener, state, shutdown_signal()).await?;
 
     // Everything acknowledged is already durable in mgc; let the recorder

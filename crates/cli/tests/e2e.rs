@@ -7,6 +7,7 @@ mod e2e {
     pub mod api;
     pub mod bench;
     pub mod common;
+    pub mod compliance;
     pub mod crash;
     pub mod fuzz;
     pub mod room_model;

@@ -96,6 +96,16 @@ pub struct MessageFilter {
     pub until: Option<Timestamp>,
 }
 
+/// A read that compliance records (Lync's BACKCHAT and FILEDOWNLOAD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessKind {
+    /// The user read the room's history.
+    History,
+    /// The user downloaded a file posted in the room.
+    FileDownload { file: String },
+}
+
 /// What happens to a message an administrator takes out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -204,6 +214,13 @@ pub enum Command {
         actor: Actor,
         filter: MessageFilter,
         change: MessageChange,
+    },
+    /// Records, for compliance, that a user read something (the chat server
+    /// has checked they may).
+    RecordAccess {
+        user: UserId,
+        room: RoomId,
+        access: AccessKind,
     },
     /// Administrators only: removes every message posted up to `until`.
     ClearRoom {

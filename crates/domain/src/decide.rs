@@ -250,6 +250,11 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             require_admin(state, actor)?;
             change_messages(state, filter, change)
         }
+        Command::RecordAccess { user, room, access } => {
+            state.user(user)?.ok_or(DomainError::NotFound("user"))?;
+            state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+            Ok((vec![Event::Accessed { user, room, access }], Outcome::Done))
+        }
         Command::ClearRoom { actor, room, until } => {
             require_admin(state, actor)?;
             state.room(room)?.ok_or(DomainError::NotFound("room"))?;

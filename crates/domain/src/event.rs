@@ -1,6 +1,6 @@
 //! What happened: the contents of a database's transaction log.
 
-use crate::command::MessageChange;
+use crate::command::{AccessKind, MessageChange};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,12 @@ pub enum Event {
         room: RoomId,
         seqs: Vec<Seq>,
         change: MessageChange,
+    },
+    /// A user read history or downloaded a file (kept for compliance only).
+    Accessed {
+        user: UserId,
+        room: RoomId,
+        access: AccessKind,
     },
     /// An administrator removed every message of the room posted up to `until`.
     RoomCleared {

@@ -22,7 +22,7 @@ pub mod model;
 pub mod permissions;
 
 pub use command::{
-    Actor, CategoryChanges, Command, Envelope, GroupChanges, ListChange, MessageChange,
+    AccessKind, Actor, CategoryChanges, Command, Envelope, GroupChanges, ListChange, MessageChange,
     MessageFilter, RoomChanges,
 };
 pub use decide::{decide, Outcome, State, StateError};

@@ -380,6 +380,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                     }
                 }
             }
+            // Kept in the log (and so in compliance) only.
+            Event::Accessed { .. } => {}
             Event::RoomCleared { room, until } => {
                 let ids = history_ids(conn, "room_id = ?1 AND ts <= ?2", params![room, until])?;
                 rewrite_messages(conn, &ids, "", STATUS_REMOVED)?;
@@ -1021,6 +1023,15 @@ impl ChatStore for ChatEngine {
                 out.push((room, a));
             }
             Ok(out)
+        }))
+    }
+
+    fn users(&self) -> BoxFuture<'_, Result<Vec<User>, StoreError>> {
+        Box::pin(self.engine.read(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {USER_COLS} FROM users ORDER BY name_key"))?;
+            let rows = stmt.query_map([], user_row)?;
+            rows.collect()
         }))
     }
 

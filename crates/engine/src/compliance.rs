@@ -10,7 +10,7 @@ use crate::internal;
 use crate::machine::{Engine, Machine};
 use pchat_domain::compliance::{records_for, ComplianceRecord};
 use pchat_domain::{LogRecord, Lsn, Timestamp};
-use pchat_store::{ChatStore, StoreError};
+use pchat_store::{BoxFuture, ChatStore, ComplianceStore, RecordQuery, StoreError, StoredRecord};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -23,6 +23,16 @@ pub struct RecordBatch {
     pub records: Vec<Arc<LogRecord>>,
 }
 
+pub enum ComplianceCommand {
+    Record(RecordBatch),
+    /// Compare-and-set of an export job's mark (see [`ComplianceStore`]).
+    MoveMark {
+        job: String,
+        from: i64,
+        through: i64,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ComplianceEvent {
@@ -30,15 +40,25 @@ pub enum ComplianceEvent {
         through_mgc_lsn: Lsn,
         records: Vec<ComplianceRecord>,
     },
+    /// An export job has exported every record up to `through` (a record id).
+    Marked { job: String, through: i64 },
+}
+
+/// Export job names: 1 to 64 of A-Z, a-z, 0-9, `-`, `_`.
+pub fn valid_job(job: &str) -> bool {
+    (1..=64).contains(&job.len())
+        && job
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Machine for ComplianceMachine {
-    type Command = RecordBatch;
+    type Command = ComplianceCommand;
     type Event = ComplianceEvent;
-    /// The cursor after the batch: the last `mgc` LSN recorded.
-    type Outcome = Lsn;
+    /// Recording: the last `mgc` LSN recorded. Moving a mark: the mark after.
+    type Outcome = i64;
 
-    const SCHEMA_VERSION: i64 = 1;
+    const SCHEMA_VERSION: i64 = 2;
     const SCHEMA: &'static str = "
 CREATE TABLE IF NOT EXISTS compliance (
     id INTEGER PRIMARY KEY,
@@ -57,13 +77,23 @@ CREATE TABLE IF NOT EXISTS mgc_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     lsn INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS export_marks (
+    job TEXT PRIMARY KEY,
+    through_id INTEGER NOT NULL
+);
 ";
 
     fn decide(
         conn: &Connection,
         _now: Timestamp,
-        cmd: RecordBatch,
-    ) -> Result<(Vec<ComplianceEvent>, Lsn), StoreError> {
+        cmd: ComplianceCommand,
+    ) -> Result<(Vec<ComplianceEvent>, i64), StoreError> {
+        let cmd = match cmd {
+            ComplianceCommand::Record(batch) => batch,
+            ComplianceCommand::MoveMark { job, from, through } => {
+                return move_mark(conn, job, from, through)
+            }
+        };
         let cursor = cursor(conn).map_err(internal)?;
         let fresh: Vec<&Arc<LogRecord>> = cmd.records.iter().filter(|r| r.lsn > cursor).collect();
         let Some(first) = fresh.first() else {
@@ -87,10 +117,20 @@ CREATE TABLE IF NOT EXISTS mgc_cursor (
     }
 
     fn apply(conn: &Connection, _lsn: Lsn, event: &ComplianceEvent) -> rusqlite::Result<()> {
-        let ComplianceEvent::Recorded {
-            through_mgc_lsn,
-            records,
-        } = event;
+        let (through_mgc_lsn, records) = match event {
+            ComplianceEvent::Recorded {
+                through_mgc_lsn,
+                records,
+            } => (through_mgc_lsn, records),
+            ComplianceEvent::Marked { job, through } => {
+                conn.prepare_cached(
+                    "INSERT INTO export_marks (job, through_id) VALUES (?1, ?2)
+                     ON CONFLICT (job) DO UPDATE SET through_id = excluded.through_id",
+                )?
+                .execute(params![job, through])?;
+                return Ok(());
+            }
+        };
         let mut stmt = conn.prepare_cached(
             "INSERT INTO compliance (mgc_lsn, part, kind, ts, server, user_id, room_id, seq, content)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -106,6 +146,42 @@ CREATE TABLE IF NOT EXISTS mgc_cursor (
         .execute([through_mgc_lsn])?;
         Ok(())
     }
+}
+
+fn mark(conn: &Connection, job: &str) -> rusqlite::Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT through_id FROM export_marks WHERE job = ?1")?
+        .query_row([job], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn move_mark(
+    conn: &Connection,
+    job: String,
+    from: i64,
+    through: i64,
+) -> Result<(Vec<ComplianceEvent>, i64), StoreError> {
+    if !valid_job(&job) {
+        return Err(StoreError::Domain(pchat_domain::DomainError::Invalid(
+            "export job names are 1 to 64 letters, digits, '-' or '_'".into(),
+        )));
+    }
+    let current = mark(conn, &job).map_err(internal)?;
+    let last: i64 = conn
+        .query_row("SELECT coalesce(max(id), 0) FROM compliance", [], |r| {
+            r.get(0)
+        })
+        .map_err(internal)?;
+    if through < from || through > last {
+        return Err(StoreError::Domain(pchat_domain::DomainError::Invalid(
+            format!("an export mark moves forward to a recorded id (from {from} to {through}; last record {last})"),
+        )));
+    }
+    if current != from || through == from {
+        return Ok((vec![], current));
+    }
+    Ok((vec![ComplianceEvent::Marked { job, through }], through))
 }
 
 fn cursor(conn: &Connection) -> rusqlite::Result<Lsn> {
@@ -181,7 +257,56 @@ async fn record(
                 Ok(None) | Err(_) => break,
             }
         }
-        comp.submit("compliance-recorder", RecordBatch { records })
-            .await?;
+        comp.submit(
+            "compliance-recorder",
+            ComplianceCommand::Record(RecordBatch { records }),
+        )
+        .await?;
+    }
+}
+
+impl ComplianceStore for ComplianceEngine {
+    fn records(&self, q: RecordQuery) -> BoxFuture<'_, Result<Vec<StoredRecord>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, mgc_lsn, part, kind, ts, server, user_id, room_id, seq, content
+                 FROM compliance WHERE id > ?1 AND (?2 IS NULL OR ts >= ?2) AND (?3 IS NULL OR ts <= ?3)
+                 ORDER BY id LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![q.after, q.since, q.until, q.limit], |r| {
+                Ok(StoredRecord {
+                    id: r.get(0)?,
+                    record: ComplianceRecord {
+                        mgc_lsn: r.get(1)?,
+                        part: r.get(2)?,
+                        kind: r.get(3)?,
+                        ts: r.get(4)?,
+                        server: r.get(5)?,
+                        user: r.get(6)?,
+                        room: r.get(7)?,
+                        seq: r.get(8)?,
+                        content: r.get(9)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        }))
+    }
+
+    fn export_mark(&self, job: String) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(self.read(move |c| mark(c, &job)))
+    }
+
+    fn move_export_mark(
+        &self,
+        job: String,
+        from: i64,
+        through: i64,
+    ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        let done = self.submit(
+            "compliance-export",
+            ComplianceCommand::MoveMark { job, from, through },
+        );
+        Box::pin(async move { done.await.map(|(_, mark)| mark) })
     }
 }

@@ -65,6 +65,9 @@ impl Default for Config {
 /// Everything a request handler needs, shared by all of them.
 pub struct AppState {
     pub store: Arc<dyn ChatStore>,
+    /// The compliance database, when this server has one to show
+    /// (`/api/v1/compliance/...`, administrators only).
+    pub compliance: Option<Arc<dyn pchat_store::ComplianceStore>>,
     pub config: Config,
     pub sessions: auth::SessionCache,
     pub names: views::NameCache,
@@ -79,11 +82,20 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn ChatStore>, config: Config) -> Arc<Self> {
+        Self::with_compliance(store, None, config)
+    }
+
+    pub fn with_compliance(
+        store: Arc<dyn ChatStore>,
+        compliance: Option<Arc<dyn pchat_store::ComplianceStore>>,
+        config: Config,
+    ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         let (open, closed) = mpsc::channel(1);
         Arc::new(AppState {
             names: views::NameCache::new(store.clone()),
             store,
+            compliance,
             config,
             sessions: auth::SessionCache::default(),
             hub: Arc::new(hub::Hub::default()),
@@ -106,6 +118,30 @@ impl AppState {
             origin: self.config.server_name.clone(),
             command,
         })
+    }
+
+    /// Records for compliance that `user` read history or a file of `room`.
+    /// Not waited for: compliance is not on the reader's path, and a read
+    /// that fails to be recorded is logged.
+    pub fn record_access(
+        &self,
+        user: &pchat_domain::User,
+        room: pchat_domain::RoomId,
+        access: pchat_domain::AccessKind,
+    ) {
+        if user.id == 0 {
+            return; // the operator at the machine is not a chat user
+        }
+        let done = self.submit(pchat_domain::Command::RecordAccess {
+            user: user.id,
+            room,
+            access,
+        });
+        tokio::spawn(async move {
+            if let Err(e) = done.await {
+                tracing::warn!(error = %e, "could not record a read for compliance");
+            }
+        });
     }
 
     pub fn is_ready(&self) -> bool {

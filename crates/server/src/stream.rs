@@ -370,10 +370,18 @@ impl Connection {
                 .await?;
                 continue;
             };
-            if let Err(e) = self.readable(room).await.map_err(axum::Error::new)? {
-                self.refuse(sink, None, Some(room), e.code, e.message)
-                    .await?;
-                continue;
+            let last = match self.readable(room).await.map_err(axum::Error::new)? {
+                Ok(last) => last,
+                Err(e) => {
+                    self.refuse(sink, None, Some(room), e.code, e.message)
+                        .await?;
+                    continue;
+                }
+            };
+            if cursor < last {
+                // Catching up is reading history.
+                self.state
+                    .record_access(&self.user, room, pchat_domain::AccessKind::History);
             }
             // Register first, then read history: see the module docs.
             let already = self.cursors.insert(room, cursor.max(0)).is_some();

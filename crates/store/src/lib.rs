@@ -155,6 +155,8 @@ pub trait ChatStore: Send + Sync + 'static {
         user: UserId,
     ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>>;
 
+    /// Every user, by name.
+    fn users(&self) -> BoxFuture<'_, Result<Vec<User>, StoreError>>;
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupDetails>, StoreError>>;
     fn group(&self, id: GroupId) -> BoxFuture<'_, Result<Option<GroupDetails>, StoreError>>;
     fn category_lists(&self, id: CategoryId) -> BoxFuture<'_, Result<CategoryLists, StoreError>>;
@@ -168,6 +170,42 @@ pub trait ChatStore: Send + Sync + 'static {
     fn messages(&self, room: RoomId, page: Page)
         -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
     fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Vec<SearchHit>, StoreError>>;
+}
+
+/// A compliance record as stored in `mgccomp`, with its id there: ids grow
+/// with every record, so `after` cursors page through them and export marks
+/// name how far an export has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: pchat_domain::compliance::ComplianceRecord,
+}
+
+/// Which compliance records to read: ids after `after`, posted within
+/// [`since`, `until`] (ms), at most `limit`, in id order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordQuery {
+    pub after: i64,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: u32,
+}
+
+/// The compliance database (`mgccomp`) as exporters see it.
+pub trait ComplianceStore: Send + Sync + 'static {
+    fn records(&self, query: RecordQuery) -> BoxFuture<'_, Result<Vec<StoredRecord>, StoreError>>;
+    /// How far the export job has come (the last record id it exported; 0: none).
+    fn export_mark(&self, job: String) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// Moves the job's mark from `from` to `through`, only if it is at `from`
+    /// now (two exporters can never both claim the same records). Answers
+    /// the mark after the call.
+    fn move_export_mark(
+        &self,
+        job: String,
+        from: i64,
+        through: i64,
+    ) -> BoxFuture<'_, Result<i64, StoreError>>;
 }
 
 /// A fixed-bucket histogram that many threads record into without locks.

@@ -310,6 +310,7 @@ impl Mem {
                         .retain(|m| m.room != *room || !seqs.contains(&m.seq));
                 }
             }
+            Event::Accessed { .. } => {}
             Event::RoomCleared { room, until } => {
                 self.messages.retain(|m| m.room != *room || m.ts > *until);
             }

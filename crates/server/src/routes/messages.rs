@@ -98,6 +98,7 @@ pub async fn list(
         (None, Some(seq)) => Page::After { seq, limit },
         (None, None) => Page::Latest { limit },
     };
+    state.record_access(&caller.user, room, pchat_domain::AccessKind::History);
     let mut messages = Vec::new();
     for m in state.store.messages(room, page).await? {
         messages.push(state.names.message(&m).await?);

@@ -3,6 +3,7 @@
 
 mod addins;
 mod categories;
+mod compliance;
 mod groups;
 mod messages;
 mod ops;
@@ -25,8 +26,13 @@ const MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/sessions", post(sessions::create).delete(sessions::delete))
-        .route("/users", post(users::create))
+        .route("/users", post(users::create).get(users::list))
         .route("/users/me", get(users::me))
+        .route("/compliance/records", get(compliance::records))
+        .route(
+            "/compliance/marks/{job}",
+            get(compliance::mark).post(compliance::move_mark),
+        )
         .route(
             "/categories",
             post(categories::create).get(categories::list),

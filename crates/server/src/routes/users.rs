@@ -1,4 +1,5 @@
-//! `POST /api/v1/users` (administrators) and `GET /api/v1/users/me`.
+//! `POST /api/v1/users` and `GET /api/v1/users` (administrators), and
+//! `GET /api/v1/users/me`.
 
 use crate::auth::{self, Caller};
 use crate::error::ApiResult;
@@ -6,7 +7,7 @@ use crate::json::Json;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use pchat_api::{CreateUserRequest, UserView};
+use pchat_api::{CreateUserRequest, UserView, UsersResponse};
 use pchat_domain::{Command, Outcome};
 use std::sync::Arc;
 
@@ -43,4 +44,20 @@ pub async fn create(
 
 pub async fn me(caller: Caller) -> axum::Json<UserView> {
     axum::Json(UserView::from(&caller.user))
+}
+
+/// `GET /api/v1/users` (administrators): every user.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<axum::Json<UsersResponse>> {
+    caller.require_admin()?;
+    let users = state
+        .store
+        .users()
+        .await?
+        .iter()
+        .map(UserView::from)
+        .collect();
+    Ok(axum::Json(UsersResponse { users }))
 }

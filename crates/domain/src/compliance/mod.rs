@@ -1,6 +1,6 @@
 //! Compliance records: what `mgccomp` keeps of every chat event.
 
-use crate::command::MessageChange;
+use crate::command::{AccessKind, MessageChange};
 use crate::event::{Event, LogRecord};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
@@ -186,6 +186,13 @@ pub fn records_for(rec: &LogRecord) -> Vec<ComplianceRecord> {
                 )
             })
             .collect(),
+        Event::Accessed { user, room, access } => vec![match access {
+            AccessKind::History => base("BACKCHAT", Some(*user), Some(*room)),
+            AccessKind::FileDownload { file } => ComplianceRecord {
+                content: Some(file.clone()),
+                ..base("FILEDOWNLOAD", Some(*user), Some(*room))
+            },
+        }],
         Event::RoomCleared { room, until } => vec![admin(
             None,
             Some(*room),
@@ -219,3 +226,5 @@ fn principals_text(ps: &[Principal]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+pub mod export;
