@@ -27,6 +27,9 @@ error_codes! {
     InvalidQuery => "invalid_query", 400, "A query parameter is missing or malformed.";
     MessageTooLarge => "message_too_large", 413, "Message bodies are at most 16 KiB of UTF-8.";
     PayloadTooLarge => "payload_too_large", 413, "The request body is too large.";
+    FileTooLarge => "file_too_large", 413, "Files are at most MaxFileSizeKB (GET /api/v1/configuration).";
+    FileUploadOff => "file_upload_off", 403, "The room's category does not allow file uploads.";
+    FilesUnavailable => "files_unavailable", 503, "This server keeps no file store.";
     Unauthorized => "unauthorized", 401, "Send `Authorization: Bearer <token>` with a token from POST /api/v1/sessions.";
     InvalidCredentials => "invalid_credentials", 401, "The user name or password is wrong.";
     Forbidden => "forbidden", 403, "Your roles do not allow this.";

@@ -455,6 +455,43 @@ pub struct MessageView {
     /// An administrator replaced the body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replaced: bool,
+    /// The file this message posts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileView {
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    pub sha256: String,
+    /// Where members download it: `/api/v1/rooms/{room}/files/{sha256}`.
+    pub url: String,
+}
+
+/// The pool's settings. `default_chat_history` null: each server's own default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigurationView {
+    pub default_chat_history: Option<u32>,
+    pub max_file_size_kb: u32,
+    pub participant_update_limit: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchConfigurationRequest {
+    /// 1 to 500, or null for each server's own default.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_chat_history: Option<Option<u32>>,
+    #[serde(default)]
+    pub max_file_size_kb: Option<u32>,
+    #[serde(default)]
+    pub participant_update_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -100,12 +100,15 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
     listen
         .parse::<std::net::SocketAddr>()
         .with_context(|| format!("--listen '{listen}' is not an address like 127.0.0.1:8080"))?;
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("pchat-data"));
+    // Uploads live next to the databases, so backups keep them together.
+    let files_dir = Some(data_dir.join(pchat_engine::FILES_DIR));
     Ok(Settings {
         listen,
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("pchat-data")),
+        data_dir,
         server: pchat_server::Config {
             server_name: pick(args.server_name, file.server_name, defaults.server_name)?,
             pool: pick(args.pool, file.pool, defaults.pool)?,
@@ -117,6 +120,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
                     .or(file.drain_timeout_secs)
                     .unwrap_or(defaults.drain_timeout.as_secs()),
             ),
+            files_dir,
         },
     })
 }

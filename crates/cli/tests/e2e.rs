@@ -9,6 +9,7 @@ mod e2e {
     pub mod common;
     pub mod compliance;
     pub mod crash;
+    pub mod files;
     pub mod fuzz;
     pub mod room_model;
     pub mod stream;

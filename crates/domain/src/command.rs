@@ -96,6 +96,15 @@ pub struct MessageFilter {
     pub until: Option<Timestamp>,
 }
 
+/// Changes to the pool's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChanges {
+    /// `Some(None)` returns to each server's own default.
+    pub default_chat_history: Option<Option<u32>>,
+    pub max_file_size_kb: Option<u32>,
+    pub participant_update_limit: Option<u32>,
+}
+
 /// A read that compliance records (Lync's BACKCHAT and FILEDOWNLOAD).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,6 +223,19 @@ pub enum Command {
         actor: Actor,
         filter: MessageFilter,
         change: MessageChange,
+    },
+    /// Posts a message carrying a file the chat server has stored.
+    PostFile {
+        actor: UserId,
+        room: RoomId,
+        file: FileRef,
+        /// Text shown with the file (default: its name).
+        body: Option<String>,
+        client_msg_id: String,
+    },
+    SetConfiguration {
+        actor: Actor,
+        changes: ConfigChanges,
     },
     /// Records, for compliance, that a user read something (the chat server
     /// has checked they may).

@@ -62,6 +62,7 @@ pub trait State {
         limit: usize,
     ) -> Result<Vec<(RoomId, Vec<Seq>)>, StateError>;
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError>;
+    fn configuration(&self) -> Result<PoolConfig, StateError>;
 }
 
 /// What the caller gets back once the events are durable.
@@ -76,6 +77,7 @@ pub enum Outcome {
     Category(Category),
     Room(RoomInfo),
     AddIn(AddIn),
+    Configuration(PoolConfig),
     /// `created` is false when the `client_msg_id` had been posted before and
     /// this is the first message, returned again.
     Message {
@@ -250,6 +252,62 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             require_admin(state, actor)?;
             change_messages(state, filter, change)
         }
+        Command::PostFile {
+            actor,
+            room,
+            file,
+            body,
+            client_msg_id,
+        } => {
+            let body = body.unwrap_or_else(|| file.name.clone());
+            post(
+                state,
+                now,
+                actor,
+                room,
+                body,
+                client_msg_id,
+                false,
+                Some(file),
+            )
+        }
+        Command::SetConfiguration { actor, changes } => {
+            require_admin(state, actor)?;
+            let mut config = state.configuration()?;
+            if let Some(d) = changes.default_chat_history {
+                if d.is_some_and(|n| !(1..=500).contains(&n)) {
+                    return Err(DomainError::Invalid(
+                        "DefaultChatHistory is 1 to 500 messages".into(),
+                    )
+                    .into());
+                }
+                config.default_chat_history = d;
+            }
+            if let Some(kb) = changes.max_file_size_kb {
+                if !(1..=MAX_FILE_SIZE_KB_LIMIT).contains(&kb) {
+                    return Err(DomainError::Invalid(format!(
+                        "MaxFileSizeKB is 1 to {MAX_FILE_SIZE_KB_LIMIT}"
+                    ))
+                    .into());
+                }
+                config.max_file_size_kb = kb;
+            }
+            if let Some(n) = changes.participant_update_limit {
+                if !(1..=100_000).contains(&n) {
+                    return Err(DomainError::Invalid(
+                        "ParticipantUpdateLimit is 1 to 100,000".into(),
+                    )
+                    .into());
+                }
+                config.participant_update_limit = n;
+            }
+            let events = if config == state.configuration()? {
+                vec![]
+            } else {
+                vec![Event::ConfigurationSet { config }]
+            };
+            Ok((events, Outcome::Configuration(config)))
+        }
         Command::RecordAccess { user, room, access } => {
             state.user(user)?.ok_or(DomainError::NotFound("user"))?;
             state.room(room)?.ok_or(DomainError::NotFound("room"))?;
@@ -266,7 +324,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             body,
             client_msg_id,
             alert,
-        } => post_message(state, now, actor, room, body, client_msg_id, alert),
+        } => post(state, now, actor, room, body, client_msg_id, alert, None),
     }
 }
 
@@ -319,7 +377,8 @@ fn create_user(
     ))
 }
 
-fn post_message(
+#[allow(clippy::too_many_arguments)]
+fn post(
     state: &dyn State,
     now: Timestamp,
     actor: UserId,
@@ -327,6 +386,7 @@ fn post_message(
     body: String,
     client_msg_id: String,
     alert: bool,
+    file: Option<FileRef>,
 ) -> Decided {
     if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
         return Err(DomainError::Invalid(format!(
@@ -370,10 +430,28 @@ fn post_message(
         };
         return Err(DomainError::Forbidden(why).into());
     }
-    let kept = state
+    let category = state
         .category(room.category)?
-        .map(|c| c.chat_history)
-        .unwrap_or(true);
+        .ok_or(DomainError::NotFound("category"))?;
+    if let Some(f) = &file {
+        if !f.valid() {
+            return Err(DomainError::Invalid(
+                "a file needs a SHA-256, a size, a plain name and a content type".into(),
+            )
+            .into());
+        }
+        if !category.file_upload {
+            return Err(DomainError::Forbidden("file upload is off in this category").into());
+        }
+        let max = i64::from(state.configuration()?.max_file_size_kb) * 1000;
+        if f.size > max {
+            return Err(DomainError::Invalid(format!(
+                "files are at most {max} bytes (MaxFileSizeKB)"
+            ))
+            .into());
+        }
+    }
+    let kept = category.chat_history;
     let message = Message {
         room: room_id,
         seq: room.last_seq + 1,
@@ -383,6 +461,7 @@ fn post_message(
         alert,
         client_msg_id,
         replaced: false,
+        file,
     };
     Ok((
         vec![Event::MessagePosted {

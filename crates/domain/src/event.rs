@@ -100,6 +100,9 @@ pub enum Event {
         seqs: Vec<Seq>,
         change: MessageChange,
     },
+    ConfigurationSet {
+        config: PoolConfig,
+    },
     /// A user read history or downloaded a file (kept for compliance only).
     Accessed {
         user: UserId,

@@ -309,7 +309,63 @@ pub struct Message {
     /// An administrator replaced the body.
     #[serde(default)]
     pub replaced: bool,
+    /// The file this message posts (an upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
 }
+
+/// A file posted in a room: its content is stored once, named by its
+/// SHA-256, next to the databases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    pub size: i64,
+    /// The name it was uploaded with.
+    pub name: String,
+    pub content_type: String,
+}
+
+impl FileRef {
+    pub fn valid(&self) -> bool {
+        self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && self.size >= 0
+            && valid_name(&self.name)
+            && !self.name.contains(['/', '\\'])
+            && self.content_type.len() <= 128
+            && !self.content_type.chars().any(|c| c.is_control())
+    }
+}
+
+/// The pool's settings (Lync's Set-CsPersistentChatConfiguration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    /// Messages a client gets on join when it asks for no number (1–500).
+    /// None: each chat server's own default.
+    pub default_chat_history: Option<u32>,
+    /// Largest file upload, in KB (1,000 bytes).
+    pub max_file_size_kb: u32,
+    /// Rooms with more participants than this get no live participant-list
+    /// updates (clients fetch the list instead).
+    pub participant_update_limit: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            default_chat_history: None,
+            max_file_size_kb: 20_000,
+            participant_update_limit: 75,
+        }
+    }
+}
+
+/// Largest MaxFileSizeKB an administrator may set (1 GB).
+pub const MAX_FILE_SIZE_KB_LIMIT: u32 = 1_000_000;
 
 /// The body of a message an administrator replaced without giving a text.
 pub const REPLACED_TEXT: &str = "This message was replaced by the administrator";

@@ -113,8 +113,16 @@ CREATE TABLE IF NOT EXISTS messages (
     client_msg_id TEXT NOT NULL,
     lsn INTEGER NOT NULL,
     status INTEGER NOT NULL DEFAULT 0,
+    -- An uploaded file: its SHA-256, and the whole FileRef as JSON.
+    file_sha256 TEXT,
+    file TEXT,
     UNIQUE (room_id, seq),
     UNIQUE (sender_id, client_msg_id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_file ON messages (file_sha256, room_id) WHERE file_sha256 IS NOT NULL;
+CREATE TABLE IF NOT EXISTS configuration (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    config TEXT NOT NULL
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
     body, content = 'messages', content_rowid = 'id', tokenize = 'unicode61'
@@ -352,11 +360,30 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                 } else {
                     (m.body.as_str(), STATUS_KEPT)
                 };
+                let file = match &m.file {
+                    Some(f) => Some(
+                        serde_json::to_string(f)
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    ),
+                    None => None,
+                };
                 conn.prepare_cached(
-                    "INSERT INTO messages (room_id, seq, sender_id, ts, body, alert, client_msg_id, lsn, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO messages (room_id, seq, sender_id, ts, body, alert, client_msg_id, lsn, status, file_sha256, file)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
-                .execute(params![m.room, m.seq, m.sender, m.ts, body, m.alert, m.client_msg_id, lsn, status])?;
+                .execute(params![
+                    m.room,
+                    m.seq,
+                    m.sender,
+                    m.ts,
+                    body,
+                    m.alert,
+                    m.client_msg_id,
+                    lsn,
+                    status,
+                    m.file.as_ref().map(|f| f.sha256.as_str()),
+                    file
+                ])?;
                 // Every row is indexed (an empty body has no words), so the
                 // index always matches its content table.
                 let id = conn.last_insert_rowid();
@@ -382,6 +409,15 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
             }
             // Kept in the log (and so in compliance) only.
             Event::Accessed { .. } => {}
+            Event::ConfigurationSet { config } => {
+                let json = serde_json::to_string(config)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                conn.execute(
+                    "INSERT INTO configuration (id, config) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET config = excluded.config",
+                    [json],
+                )?;
+            }
             Event::RoomCleared { room, until } => {
                 let ids = history_ids(conn, "room_id = ?1 AND ts <= ?2", params![room, until])?;
                 rewrite_messages(conn, &ids, "", STATUS_REMOVED)?;
@@ -441,7 +477,7 @@ const USER_COLS: &str = "id, name, display_name, admin, created_at";
 const ROOM_COLS: &str = "id, name, category_id, description, privacy, type, created_by, created_at, last_seq, disabled, invitations, addin_id";
 const CATEGORY_COLS: &str =
     "id, name, description, created_at, file_upload, invitations, chat_history";
-const MESSAGE_COLS: &str = "room_id, seq, sender_id, ts, body, alert, client_msg_id, status";
+const MESSAGE_COLS: &str = "room_id, seq, sender_id, ts, body, alert, client_msg_id, status, file";
 /// A principal key (`principal` column) as written in lists.
 const PRINCIPAL_NAME: &str = "CASE
     WHEN principal > 0 THEN (SELECT name FROM users WHERE id = principal)
@@ -518,7 +554,33 @@ fn message_row(r: &Row) -> rusqlite::Result<Message> {
         alert: r.get(5)?,
         client_msg_id: r.get(6)?,
         replaced: r.get::<_, i64>(7)? == STATUS_REPLACED,
+        file: file_col(r, 8)?,
     })
+}
+
+/// A `file` column: the FileRef as JSON, or NULL.
+fn file_col(r: &Row, i: usize) -> rusqlite::Result<Option<FileRef>> {
+    match r.get::<_, Option<String>>(i)? {
+        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        }),
+        None => Ok(None),
+    }
+}
+
+fn configuration(conn: &Connection) -> rusqlite::Result<PoolConfig> {
+    let json: Option<String> = one(
+        conn,
+        "SELECT config FROM configuration WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    match json {
+        Some(j) => serde_json::from_str(&j).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        }),
+        None => Ok(PoolConfig::default()),
+    }
 }
 
 fn one<T>(
@@ -816,6 +878,9 @@ impl State for SqlState<'_> {
         )
         .map_err(st)
     }
+    fn configuration(&self) -> Result<PoolConfig, StateError> {
+        configuration(self.0).map_err(st)
+    }
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError> {
         one(
             self.0,
@@ -1026,6 +1091,33 @@ impl ChatStore for ChatEngine {
         }))
     }
 
+    fn configuration(&self) -> BoxFuture<'_, Result<PoolConfig, StoreError>> {
+        Box::pin(self.engine.read(configuration))
+    }
+
+    fn file_in_room(
+        &self,
+        room: RoomId,
+        sha256: String,
+    ) -> BoxFuture<'_, Result<Option<FileRef>, StoreError>> {
+        Box::pin(self.engine.read(move |c| {
+            let json: Option<Option<String>> = one(
+                c,
+                &format!(
+                    "SELECT file FROM messages WHERE file_sha256 = ?1 AND room_id = ?2 AND {IN_HISTORY} LIMIT 1"
+                ),
+                params![sha256, room],
+                |r| r.get(0),
+            )?;
+            match json.flatten() {
+                Some(j) => serde_json::from_str(&j).map(Some).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+                }),
+                None => Ok(None),
+            }
+        }))
+    }
+
     fn users(&self) -> BoxFuture<'_, Result<Vec<User>, StoreError>> {
         Box::pin(self.engine.read(|c| {
             let mut stmt =
@@ -1194,6 +1286,7 @@ impl ChatStore for ChatEngine {
                                 alert: r.get(6)?,
                                 client_msg_id: r.get(7)?,
                                 replaced: r.get::<_, i64>(8)? == STATUS_REPLACED,
+                                file: file_col(r, 9)?,
                             };
                             Ok(SearchHit {
                                 id: r.get(0)?,

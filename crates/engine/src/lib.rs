@@ -35,6 +35,8 @@ pub use machine::{Engine, Machine};
 /// File names of the two databases inside a data directory.
 pub const MGC_FILE: &str = "mgc.db";
 pub const MGCCOMP_FILE: &str = "mgccomp.db";
+/// The directory of uploaded files, next to the databases.
+pub const FILES_DIR: &str = "files";
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

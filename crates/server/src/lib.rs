@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod json;
 pub mod metrics;
@@ -47,6 +48,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long SIGTERM waits for connections to finish.
     pub drain_timeout: Duration,
+    /// Where uploaded files are kept (content-addressed); None: no uploads.
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             default_history: pchat_api::DEFAULT_HISTORY,
             max_connections: 50_000,
             drain_timeout: Duration::from_secs(10),
+            files_dir: None,
         }
     }
 }

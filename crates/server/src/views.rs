@@ -52,6 +52,13 @@ impl NameCache {
             client_msg_id: m.client_msg_id.clone(),
             alert: m.alert,
             replaced: m.replaced,
+            file: m.file.as_ref().map(|f| pchat_api::FileView {
+                name: f.name.clone(),
+                size: f.size,
+                content_type: f.content_type.clone(),
+                sha256: f.sha256.clone(),
+                url: format!("/api/v1/rooms/{}/files/{}", m.room, f.sha256),
+            }),
         })
     }
 }

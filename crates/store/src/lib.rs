@@ -155,6 +155,13 @@ pub trait ChatStore: Send + Sync + 'static {
         user: UserId,
     ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>>;
 
+    fn configuration(&self) -> BoxFuture<'_, Result<pchat_domain::PoolConfig, StoreError>>;
+    /// The file, if a message still in the room's history carries it.
+    fn file_in_room(
+        &self,
+        room: RoomId,
+        sha256: String,
+    ) -> BoxFuture<'_, Result<Option<pchat_domain::FileRef>, StoreError>>;
     /// Every user, by name.
     fn users(&self) -> BoxFuture<'_, Result<Vec<User>, StoreError>>;
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupDetails>, StoreError>>;

@@ -41,11 +41,29 @@ pub fn records_for(rec: &LogRecord) -> Vec<ComplianceRecord> {
         ..base("ADMIN", user, room)
     };
     let mut out = match &rec.event {
-        Event::MessagePosted { message, .. } => vec![ComplianceRecord {
-            seq: Some(message.seq),
-            content: Some(message.body.clone()),
-            ..base("CHAT", Some(message.sender), Some(message.room))
-        }],
+        Event::MessagePosted { message, .. } => {
+            let mut out = vec![ComplianceRecord {
+                seq: Some(message.seq),
+                content: Some(message.body.clone()),
+                ..base("CHAT", Some(message.sender), Some(message.room))
+            }];
+            if let Some(f) = &message.file {
+                out.push(ComplianceRecord {
+                    seq: Some(message.seq),
+                    content: Some(format!("{} ({} bytes, sha256 {})", f.name, f.size, f.sha256)),
+                    ..base("FILEUPLOAD", Some(message.sender), Some(message.room))
+                });
+            }
+            out
+        }
+        Event::ConfigurationSet { config } => vec![admin(
+            None,
+            None,
+            format!(
+                "configuration: DefaultChatHistory {:?}, MaxFileSizeKB {}, ParticipantUpdateLimit {}",
+                config.default_chat_history, config.max_file_size_kb, config.participant_update_limit
+            ),
+        )],
         Event::RoleGranted {
             room,
             role,

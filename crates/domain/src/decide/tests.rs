@@ -17,6 +17,7 @@ struct Mem {
     addins: BTreeMap<AddInId, AddIn>,
     messages: Vec<Message>,
     sessions: BTreeMap<String, UserId>,
+    config: PoolConfig,
 }
 
 fn find_by_name<'a, T>(
@@ -188,6 +189,9 @@ impl State for Mem {
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError> {
         Ok(self.sessions.get(token_hash).copied())
     }
+    fn configuration(&self) -> Result<PoolConfig, StateError> {
+        Ok(self.config)
+    }
 }
 
 impl Mem {
@@ -311,6 +315,7 @@ impl Mem {
                 }
             }
             Event::Accessed { .. } => {}
+            Event::ConfigurationSet { config } => self.config = *config,
             Event::RoomCleared { room, until } => {
                 self.messages.retain(|m| m.room != *room || m.ts > *until);
             }

@@ -80,7 +80,15 @@ pub async fn list(
             "only members read this room",
         ));
     }
-    let limit = p.limit.unwrap_or(state.config.default_history);
+    let limit = match p.limit {
+        Some(l) => l,
+        None => state
+            .store
+            .configuration()
+            .await?
+            .default_chat_history
+            .unwrap_or(state.config.default_history),
+    };
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,

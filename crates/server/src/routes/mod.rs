@@ -4,6 +4,8 @@
 mod addins;
 mod categories;
 mod compliance;
+mod configuration;
+mod files;
 mod groups;
 mod messages;
 mod ops;
@@ -62,6 +64,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rooms/{id}/leave", post(rooms::leave))
         .route("/rooms/{id}/eligible", get(rooms::eligible))
         .route("/rooms/{id}/clear", post(messages::clear))
+        .route("/rooms/{id}/files", post(files::upload))
+        .route("/rooms/{id}/files/{sha256}", get(files::download))
+        .route(
+            "/configuration",
+            get(configuration::get).patch(configuration::patch),
+        )
         .route(
             "/rooms/{id}/messages",
             post(messages::post).get(messages::list),
