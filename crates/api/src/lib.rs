@@ -470,6 +470,35 @@ pub struct FileView {
     pub url: String,
 }
 
+/// A topic feed: new messages with every word (whole words, ignoring case),
+/// from any of the senders (if given), in any of the rooms (if given).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveFeedRequest {
+    pub name: String,
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Sender user names.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    #[serde(default)]
+    pub rooms: Vec<RoomId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedView {
+    pub id: i64,
+    pub name: String,
+    pub words: Vec<String>,
+    pub senders: Vec<String>,
+    pub rooms: Vec<RoomId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedsResponse {
+    pub feeds: Vec<FeedView>,
+}
+
 /// The pool's settings. `default_chat_history` null: each server's own default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigurationView {
@@ -533,6 +562,9 @@ pub enum ClientFrame {
         alert: bool,
     },
     Ping,
+    /// Deliver new messages matching the user's topic feeds (until the
+    /// connection ends); feeds saved later are followed too.
+    FollowFeeds,
 }
 
 /// Frames the server sends on `/api/v1/stream`.
@@ -574,6 +606,15 @@ pub enum ServerFrame {
         removed: bool,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         body: Option<String>,
+    },
+    /// The connection now follows these feeds (names).
+    FeedsFollowed {
+        feeds: Vec<String>,
+    },
+    /// A new message matching one of the user's feeds.
+    FeedMessage {
+        feed: String,
+        message: MessageView,
     },
     /// An administrator removed every message posted up to `until` (ms).
     RoomCleared {

@@ -233,6 +233,19 @@ pub enum Command {
         body: Option<String>,
         client_msg_id: String,
     },
+    /// Saves (or replaces, by name) one of the user's topic feeds.
+    SaveFeed {
+        actor: UserId,
+        name: String,
+        words: Vec<String>,
+        /// Sender names.
+        senders: Vec<String>,
+        rooms: Vec<RoomId>,
+    },
+    DeleteFeed {
+        actor: UserId,
+        feed: FeedId,
+    },
     SetConfiguration {
         actor: Actor,
         changes: ConfigChanges,

@@ -63,6 +63,9 @@ pub trait State {
     ) -> Result<Vec<(RoomId, Vec<Seq>)>, StateError>;
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError>;
     fn configuration(&self) -> Result<PoolConfig, StateError>;
+    /// The user's feeds, by name.
+    fn feeds(&self, user: UserId) -> Result<Vec<Feed>, StateError>;
+    fn next_feed_id(&self) -> Result<FeedId, StateError>;
 }
 
 /// What the caller gets back once the events are durable.
@@ -78,6 +81,7 @@ pub enum Outcome {
     Room(RoomInfo),
     AddIn(AddIn),
     Configuration(PoolConfig),
+    Feed(Feed),
     /// `created` is false when the `client_msg_id` had been posted before and
     /// this is the first message, returned again.
     Message {
@@ -270,6 +274,22 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
                 false,
                 Some(file),
             )
+        }
+        Command::SaveFeed {
+            actor,
+            name,
+            words,
+            senders,
+            rooms,
+        } => save_feed(state, now, actor, name, words, senders, rooms),
+        Command::DeleteFeed { actor, feed } => {
+            if !state.feeds(actor)?.iter().any(|f| f.id == feed) {
+                return Err(DomainError::NotFound("feed").into());
+            }
+            Ok((
+                vec![Event::FeedDeleted { user: actor, feed }],
+                Outcome::Done,
+            ))
         }
         Command::SetConfiguration { actor, changes } => {
             require_admin(state, actor)?;
@@ -516,6 +536,89 @@ fn change_messages(state: &dyn State, filter: MessageFilter, change: MessageChan
         })
         .collect();
     Ok((events, Outcome::MessagesChanged { count }))
+}
+
+fn save_feed(
+    state: &dyn State,
+    now: Timestamp,
+    actor: UserId,
+    name: String,
+    feed_words: Vec<String>,
+    senders: Vec<String>,
+    rooms: Vec<RoomId>,
+) -> Decided {
+    state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
+    check_name(&name)?;
+    if feed_words.len() > MAX_FEED_ITEMS
+        || senders.len() > MAX_FEED_ITEMS
+        || rooms.len() > MAX_FEED_ITEMS
+    {
+        return Err(DomainError::Invalid(format!(
+            "a feed has at most {MAX_FEED_ITEMS} words, senders and rooms each"
+        ))
+        .into());
+    }
+    let mut ws: Vec<String> = Vec::new();
+    for w in &feed_words {
+        let parts: Vec<String> = words(w).collect();
+        if parts.len() != 1 {
+            return Err(DomainError::Invalid(format!(
+                "'{w}' is not one word (letters and digits)"
+            ))
+            .into());
+        }
+        ws.extend(parts);
+    }
+    ws.sort();
+    ws.dedup();
+    let mut ids = Vec::new();
+    for s in &senders {
+        let u = state
+            .user_by_name(s)?
+            .ok_or_else(|| DomainError::UnknownUser(s.clone()))?;
+        ids.push(u.id);
+    }
+    ids.sort();
+    ids.dedup();
+    let mut rooms = rooms;
+    rooms.sort();
+    rooms.dedup();
+    for r in &rooms {
+        // A room the user cannot find is refused like one that does not exist.
+        let room = state.room(*r)?.ok_or(DomainError::NotFound("room"))?;
+        let user = state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
+        if !permissions::can_find(&room, caller_in(state, &user, *r)?) {
+            return Err(DomainError::NotFound("room").into());
+        }
+    }
+    if ws.is_empty() && ids.is_empty() && rooms.is_empty() {
+        return Err(
+            DomainError::Invalid("a feed needs at least one word, sender or room".into()).into(),
+        );
+    }
+    let existing = state.feeds(actor)?;
+    let same = existing
+        .iter()
+        .find(|f| name_key(&f.name) == name_key(&name));
+    if same.is_none() && existing.len() >= MAX_FEEDS {
+        return Err(DomainError::Invalid(format!("at most {MAX_FEEDS} feeds per user")).into());
+    }
+    let feed = Feed {
+        id: match same {
+            Some(f) => f.id,
+            None => state.next_feed_id()?,
+        },
+        user: actor,
+        name,
+        words: ws,
+        senders: ids,
+        rooms,
+        created_at: now,
+    };
+    Ok((
+        vec![Event::FeedSaved { feed: feed.clone() }],
+        Outcome::Feed(feed),
+    ))
 }
 
 /// The caller as the permission rules see them, for a room.

@@ -100,6 +100,13 @@ pub enum Event {
         seqs: Vec<Seq>,
         change: MessageChange,
     },
+    FeedSaved {
+        feed: Feed,
+    },
+    FeedDeleted {
+        user: UserId,
+        feed: FeedId,
+    },
     ConfigurationSet {
         config: PoolConfig,
     },

@@ -341,6 +341,51 @@ impl FileRef {
     }
 }
 
+pub type FeedId = i64;
+
+/// A topic feed: a user's saved filter. A new message matches when it has
+/// every word (as a whole word, ignoring case), comes from one of the
+/// senders (if any are given) and is in one of the rooms (if any are given);
+/// it is delivered only if the user may read its room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feed {
+    pub id: FeedId,
+    pub user: UserId,
+    pub name: String,
+    pub words: Vec<String>,
+    pub senders: Vec<UserId>,
+    pub rooms: Vec<RoomId>,
+    pub created_at: Timestamp,
+}
+
+/// Most feeds per user, and most words, senders and rooms in one feed.
+pub const MAX_FEEDS: usize = 20;
+pub const MAX_FEED_ITEMS: usize = 50;
+
+/// The words of a text as the feeds (and full-text search) see them:
+/// runs of letters and digits, lowercased.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+}
+
+impl Feed {
+    pub fn matches(&self, m: &Message) -> bool {
+        if !self.rooms.is_empty() && !self.rooms.contains(&m.room) {
+            return false;
+        }
+        if !self.senders.is_empty() && !self.senders.contains(&m.sender) {
+            return false;
+        }
+        if self.words.is_empty() {
+            return true;
+        }
+        let have: std::collections::HashSet<String> = words(&m.body).collect();
+        self.words.iter().all(|w| have.contains(w))
+    }
+}
+
 /// The pool's settings (Lync's Set-CsPersistentChatConfiguration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolConfig {

@@ -120,6 +120,13 @@ CREATE TABLE IF NOT EXISTS messages (
     UNIQUE (sender_id, client_msg_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_file ON messages (file_sha256, room_id) WHERE file_sha256 IS NOT NULL;
+CREATE TABLE IF NOT EXISTS feeds (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    feed TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feeds_by_user ON feeds (user_id);
 CREATE TABLE IF NOT EXISTS configuration (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     config TEXT NOT NULL
@@ -409,6 +416,18 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
             }
             // Kept in the log (and so in compliance) only.
             Event::Accessed { .. } => {}
+            Event::FeedSaved { feed } => {
+                let json = serde_json::to_string(feed)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                conn.execute(
+                    "INSERT INTO feeds (id, user_id, name, feed) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, feed = excluded.feed",
+                    params![feed.id, feed.user, feed.name, json],
+                )?;
+            }
+            Event::FeedDeleted { feed, .. } => {
+                conn.execute("DELETE FROM feeds WHERE id = ?1", [feed])?;
+            }
             Event::ConfigurationSet { config } => {
                 let json = serde_json::to_string(config)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
@@ -566,6 +585,17 @@ fn file_col(r: &Row, i: usize) -> rusqlite::Result<Option<FileRef>> {
         }),
         None => Ok(None),
     }
+}
+
+fn feeds(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Feed>> {
+    let mut stmt = conn.prepare_cached("SELECT feed FROM feeds WHERE user_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([user], |r| {
+        let json: String = r.get(0)?;
+        serde_json::from_str(&json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })
+    })?;
+    rows.collect()
 }
 
 fn configuration(conn: &Connection) -> rusqlite::Result<PoolConfig> {
@@ -881,6 +911,12 @@ impl State for SqlState<'_> {
     fn configuration(&self) -> Result<PoolConfig, StateError> {
         configuration(self.0).map_err(st)
     }
+    fn feeds(&self, user: UserId) -> Result<Vec<Feed>, StateError> {
+        feeds(self.0, user).map_err(st)
+    }
+    fn next_feed_id(&self) -> Result<FeedId, StateError> {
+        next_id(self.0, "feeds").map_err(st)
+    }
     fn session_user(&self, token_hash: &str) -> Result<Option<UserId>, StateError> {
         one(
             self.0,
@@ -1088,6 +1124,72 @@ impl ChatStore for ChatEngine {
                 out.push((room, a));
             }
             Ok(out)
+        }))
+    }
+
+    fn feeds(&self, user: UserId) -> BoxFuture<'_, Result<Vec<Feed>, StoreError>> {
+        Box::pin(self.engine.read(move |c| feeds(c, user)))
+    }
+
+    fn feed_messages(
+        &self,
+        feed: Feed,
+        rooms: Vec<RoomId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<SearchHit>, StoreError>> {
+        Box::pin(self.engine.read(move |c| {
+            let rooms = serde_json::to_string(&rooms).unwrap_or_else(|_| "[]".into());
+            let senders = if feed.senders.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&feed.senders).ok()
+            };
+            // Whole words, all required (no prefix match, unlike search).
+            let fts = if feed.words.is_empty() {
+                None
+            } else {
+                Some(
+                    feed.words
+                        .iter()
+                        .map(|w| format!("\"{w}\""))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            };
+            let cols = MESSAGE_COLS
+                .split(", ")
+                .map(|col| format!("m.{col}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT m.id, {cols} FROM messages m
+                 WHERE m.room_id IN (SELECT value FROM json_each(?1)) AND m.{IN_HISTORY}
+                   AND (?2 IS NULL OR m.sender_id IN (SELECT value FROM json_each(?2)))
+                   AND (?3 IS NULL OR m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?3))
+                   AND m.id < ?4
+                 ORDER BY m.id DESC LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![rooms, senders, fts, before.unwrap_or(i64::MAX), limit],
+                |r| {
+                    Ok(SearchHit {
+                        id: r.get(0)?,
+                        message: Message {
+                            room: r.get(1)?,
+                            seq: r.get(2)?,
+                            sender: r.get(3)?,
+                            ts: r.get(4)?,
+                            body: r.get(5)?,
+                            alert: r.get(6)?,
+                            client_msg_id: r.get(7)?,
+                            replaced: r.get::<_, i64>(8)? == STATUS_REPLACED,
+                            file: file_col(r, 9)?,
+                        },
+                    })
+                },
+            )?;
+            rows.collect()
         }))
     }
 

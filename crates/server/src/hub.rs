@@ -10,8 +10,9 @@
 
 use crate::AppState;
 use axum::extract::ws::Utf8Bytes;
+use pchat_api::MessageView;
 use pchat_api::ServerFrame;
-use pchat_domain::{Event, Lsn, MessageChange, RoomId, Seq};
+use pchat_domain::{Event, Feed, Lsn, Message, MessageChange, RoomId, Seq, UserId};
 use pchat_store::StoreError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,18 @@ pub enum Delivery {
     Recheck { room: RoomId },
     /// A frame outside the message sequence (an administrator's change).
     Notice { room: RoomId, frame: Utf8Bytes },
+    /// A message of `room` matching one of the user's feeds: sent only if
+    /// the user may read the room now.
+    Feed { room: RoomId, frame: Utf8Bytes },
+    /// The user's feeds changed: load them again.
+    FeedsChanged,
+}
+
+/// A connection that follows its user's topic feeds.
+struct FeedFollower {
+    user: UserId,
+    feeds: Vec<Feed>,
+    outbox: Arc<Outbox>,
 }
 
 pub struct Outbox {
@@ -41,6 +54,7 @@ pub struct Outbox {
 #[derive(Default)]
 pub struct Hub {
     rooms: RwLock<HashMap<RoomId, HashMap<u64, Arc<Outbox>>>>,
+    followers: RwLock<HashMap<u64, FeedFollower>>,
     next_id: AtomicU64,
     started: Notify,
     /// True while the hub follows the log.
@@ -66,6 +80,60 @@ impl Hub {
                     rooms.remove(&room);
                 }
             }
+        }
+    }
+
+    pub fn follow_feeds(&self, conn: u64, user: UserId, feeds: Vec<Feed>, outbox: Arc<Outbox>) {
+        if let Ok(mut f) = self.followers.write() {
+            f.insert(
+                conn,
+                FeedFollower {
+                    user,
+                    feeds,
+                    outbox,
+                },
+            );
+        }
+    }
+
+    pub fn unfollow_feeds(&self, conn: u64) {
+        if let Ok(mut f) = self.followers.write() {
+            f.remove(&conn);
+        }
+    }
+
+    /// Hands a new message to every follower with a matching feed.
+    fn deliver_to_feeds(&self, message: &Message, view: &MessageView) {
+        let Ok(followers) = self.followers.read() else {
+            return;
+        };
+        for f in followers.values() {
+            for feed in f.feeds.iter().filter(|feed| feed.matches(message)) {
+                let frame = ServerFrame::FeedMessage {
+                    feed: feed.name.clone(),
+                    message: view.clone(),
+                };
+                let Ok(s) = serde_json::to_string(&frame) else {
+                    continue;
+                };
+                let d = Delivery::Feed {
+                    room: message.room,
+                    frame: Utf8Bytes::from(s),
+                };
+                if let Err(mpsc::error::TrySendError::Full(_)) = f.outbox.tx.try_send(d) {
+                    // Feeds are best effort live; the feed's history lists it.
+                    tracing::debug!(user = f.user, "feed delivery dropped: outbox full");
+                }
+            }
+        }
+    }
+
+    fn feeds_changed(&self, user: UserId) {
+        let Ok(followers) = self.followers.read() else {
+            return;
+        };
+        for f in followers.values().filter(|f| f.user == user) {
+            let _ = f.outbox.tx.try_send(Delivery::FeedsChanged);
         }
     }
 
@@ -139,6 +207,7 @@ async fn follow(state: &Arc<AppState>, last: &mut Option<Lsn>) -> Result<(), Sto
                 // On failure, `last` still names the record before this one:
                 // the retry handles this message again.
                 let view = state.names.message(message).await?;
+                state.hub.deliver_to_feeds(message, &view);
                 let frame = match serde_json::to_string(&ServerFrame::Message(view)) {
                     Ok(s) => Utf8Bytes::from(s),
                     Err(_) => continue,
@@ -162,6 +231,8 @@ async fn follow(state: &Arc<AppState>, last: &mut Option<Lsn>) -> Result<(), Sto
             | Event::InvitationClosed { room, .. } => {
                 state.hub.deliver(*room, Delivery::Recheck { room: *room })
             }
+            Event::FeedSaved { feed } => state.hub.feeds_changed(feed.user),
+            Event::FeedDeleted { user, .. } => state.hub.feeds_changed(*user),
             Event::GroupMembersChanged { .. }
             | Event::GroupDeleted { .. }
             | Event::CategoryUpdated { .. }

@@ -170,6 +170,26 @@ impl Connection {
         for room in self.cursors.keys() {
             self.state.hub.remove(*room, self.id);
         }
+        self.state.hub.unfollow_feeds(self.id);
+    }
+
+    /// (Re)loads the user's feeds and follows them.
+    async fn follow_feeds<S: SinkExt<Message, Error = axum::Error> + Unpin>(
+        &mut self,
+        sink: &mut S,
+    ) -> Result<(), axum::Error> {
+        let feeds = self
+            .state
+            .store
+            .feeds(self.user.id)
+            .await
+            .map_err(axum::Error::new)?;
+        let names = feeds.iter().map(|f| f.name.clone()).collect();
+        self.state
+            .hub
+            .follow_feeds(self.id, self.user.id, feeds, self.outbox.clone());
+        self.send(sink, &ServerFrame::FeedsFollowed { feeds: names })
+            .await
     }
 
     async fn feed<S: SinkExt<Message, Error = axum::Error> + Unpin>(
@@ -224,6 +244,10 @@ impl Connection {
             Err(e) => return self.refuse(sink, None, None, e.code, e.message).await,
         };
         match frame {
+            ClientFrame::FollowFeeds => {
+                self.follow_feeds(sink).await?;
+                Ok(Flow::Continue)
+            }
             ClientFrame::Ping => {
                 self.send(sink, &ServerFrame::Pong).await?;
                 Ok(Flow::Continue)
@@ -467,6 +491,14 @@ impl Connection {
                         .fetch_add(1, Ordering::Relaxed);
                     self.cursors.insert(room, seq);
                 }
+            }
+            Delivery::Feed { room, frame } => {
+                if let Ok(Ok(_)) = self.readable(room).await {
+                    self.feed(sink, frame).await?;
+                }
+            }
+            Delivery::FeedsChanged => {
+                self.follow_feeds(sink).await?;
             }
             Delivery::Notice { room, frame } => {
                 if self.cursors.contains_key(&room) {

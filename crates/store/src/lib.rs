@@ -156,6 +156,16 @@ pub trait ChatStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>>;
 
     fn configuration(&self) -> BoxFuture<'_, Result<pchat_domain::PoolConfig, StoreError>>;
+    fn feeds(&self, user: UserId) -> BoxFuture<'_, Result<Vec<pchat_domain::Feed>, StoreError>>;
+    /// History messages matching the feed in these rooms (the ones its
+    /// user may read), newest first, older than the `before` cursor.
+    fn feed_messages(
+        &self,
+        feed: pchat_domain::Feed,
+        rooms: Vec<RoomId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<SearchHit>, StoreError>>;
     /// The file, if a message still in the room's history carries it.
     fn file_in_room(
         &self,

@@ -821,3 +821,115 @@ async fn a_category_without_history_delivers_live_only() {
     assert!(s.body["hits"].as_array().unwrap().is_empty(), "{}", s.body);
     assert_eq!(c.post(&alice, room, "again", "e2").await.body["seq"], 2);
 }
+
+#[tokio::test]
+async fn topic_feeds_live_and_later() {
+    let Setup {
+        server,
+        c,
+        admin: _,
+        alice,
+        bob,
+        cat,
+    } = setup().await;
+    let open = c
+        .room(
+            &bob,
+            json!({"name": "ops", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    let secret = c
+        .room(
+            &bob,
+            json!({"name": "hidden", "category": cat, "privacy": "secret"}),
+        )
+        .await;
+    // Bad feeds change nothing.
+    for (body, code) in [
+        (json!({"name": "empty"}), "invalid_value"),
+        (
+            json!({"name": "x", "words": ["two words"]}),
+            "invalid_value",
+        ),
+        (json!({"name": "x", "senders": ["nobody"]}), "unknown_user"),
+        (json!({"name": "x", "rooms": [secret]}), "room_not_found"),
+        (
+            json!({"name": "x", "words": ["a"], "extra": 1}),
+            "invalid_request",
+        ),
+    ] {
+        let a = c
+            .call("POST", "/api/v1/feeds", Some(&alice), body.clone())
+            .await;
+        assert_eq!(a.code(), code, "{body}: {}", a.body);
+    }
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/feeds",
+            Some(&alice),
+            json!({"name": "outages", "words": ["Outage"], "senders": ["bob"]}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["words"], json!(["outage"]));
+    let feed = a.body["id"].as_i64().unwrap();
+
+    let mut ws = ws_connect(&server.ws_url(&alice)).await;
+    ws_send(&mut ws, json!({"type": "follow_feeds"})).await;
+    let f = ws_until(&mut ws, "feeds_followed").await;
+    assert_eq!(f.last().unwrap()["feeds"], json!(["outages"]));
+    // Matches: whole word, from bob, in a room alice may read.
+    c.post(&bob, open, "we have an OUTAGE in dc1", "o1").await;
+    c.post(&bob, open, "outages are rare", "o2").await; // not the word
+    c.post(&bob, secret, "secret outage", "o3").await; // alice cannot read
+    c.post(&alice, open, "my own outage", "o4").await; // not from bob
+    c.post(&bob, open, "outage over", "o5").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let f = ws_until(&mut ws, "feed_message").await;
+        let m = &f.last().unwrap()["message"];
+        got.push(m["body"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, ["we have an OUTAGE in dc1", "outage over"]);
+    assert!(
+        ws_next(&mut ws, Duration::from_millis(300)).await.is_none(),
+        "nothing else matches"
+    );
+    // Listed later, newest first.
+    let a = get(&c, &alice, &format!("/api/v1/feeds/{feed}/messages")).await;
+    let bodies: Vec<&str> = a.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["outage over", "we have an OUTAGE in dc1"]);
+    // A feed saved later is followed at once; bob cannot see alice's feeds.
+    c.call(
+        "POST",
+        "/api/v1/feeds",
+        Some(&alice),
+        json!({"name": "ops room", "rooms": [open]}),
+    )
+    .await;
+    let f = ws_until(&mut ws, "feeds_followed").await;
+    assert_eq!(f.last().unwrap()["feeds"], json!(["outages", "ops room"]));
+    assert_eq!(
+        get(&c, &bob, &format!("/api/v1/feeds/{feed}/messages"))
+            .await
+            .code(),
+        "not_found"
+    );
+    let a = c
+        .call(
+            "DELETE",
+            &format!("/api/v1/feeds/{feed}"),
+            Some(&alice),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, 204);
+    let a = get(&c, &alice, "/api/v1/feeds").await;
+    assert_eq!(a.body["feeds"].as_array().unwrap().len(), 1);
+}

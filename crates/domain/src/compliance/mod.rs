@@ -56,6 +56,14 @@ pub fn records_for(rec: &LogRecord) -> Vec<ComplianceRecord> {
             }
             out
         }
+        Event::FeedSaved { feed } => vec![admin(
+            Some(feed.user),
+            None,
+            format!("feed {} saved", feed.name),
+        )],
+        Event::FeedDeleted { user, feed } => {
+            vec![admin(Some(*user), None, format!("feed {feed} deleted"))]
+        }
         Event::ConfigurationSet { config } => vec![admin(
             None,
             None,

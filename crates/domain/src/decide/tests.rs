@@ -18,6 +18,7 @@ struct Mem {
     messages: Vec<Message>,
     sessions: BTreeMap<String, UserId>,
     config: PoolConfig,
+    feeds: BTreeMap<FeedId, Feed>,
 }
 
 fn find_by_name<'a, T>(
@@ -192,6 +193,17 @@ impl State for Mem {
     fn configuration(&self) -> Result<PoolConfig, StateError> {
         Ok(self.config)
     }
+    fn feeds(&self, user: UserId) -> Result<Vec<Feed>, StateError> {
+        Ok(self
+            .feeds
+            .values()
+            .filter(|f| f.user == user)
+            .cloned()
+            .collect())
+    }
+    fn next_feed_id(&self) -> Result<FeedId, StateError> {
+        Ok(self.feeds.keys().max().copied().unwrap_or(0) + 1)
+    }
 }
 
 impl Mem {
@@ -316,6 +328,12 @@ impl Mem {
             }
             Event::Accessed { .. } => {}
             Event::ConfigurationSet { config } => self.config = *config,
+            Event::FeedSaved { feed } => {
+                self.feeds.insert(feed.id, feed.clone());
+            }
+            Event::FeedDeleted { feed, .. } => {
+                self.feeds.remove(feed);
+            }
             Event::RoomCleared { room, until } => {
                 self.messages.retain(|m| m.room != *room || m.ts > *until);
             }

@@ -5,6 +5,7 @@ mod addins;
 mod categories;
 mod compliance;
 mod configuration;
+mod feeds;
 mod files;
 mod groups;
 mod messages;
@@ -66,6 +67,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rooms/{id}/clear", post(messages::clear))
         .route("/rooms/{id}/files", post(files::upload))
         .route("/rooms/{id}/files/{sha256}", get(files::download))
+        .route("/feeds", post(feeds::save).get(feeds::list))
+        .route("/feeds/{id}", delete(feeds::delete))
+        .route("/feeds/{id}/messages", get(feeds::messages))
         .route(
             "/configuration",
             get(configuration::get).patch(configuration::patch),
