@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod compliance;
+mod data;
 
 #[derive(clap::Args, Debug)]
 pub struct Target {
@@ -111,6 +112,33 @@ pub enum AdminCmd {
     /// The compliance database: export conversations (Lync's compliance adapter).
     #[command(subcommand)]
     Compliance(compliance::ComplianceCmd),
+    /// Write the pool's users, groups, add-ins, categories, rooms and history
+    /// to one portable file (Export-CsPersistentChatData). Works on a data
+    /// directory: the file carries password hashes.
+    ExportData {
+        #[arg(long, env = "PCHAT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+        /// What to include; each level includes the ones before it.
+        #[arg(long, value_enum, default_value = "all")]
+        level: data::Level,
+        /// Only messages posted from this time.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Timestamp>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load an export-data file into an empty pool (Import-CsPersistentChatData).
+    /// The file is checked completely first; a damaged one changes nothing.
+    ImportData {
+        #[arg(long, env = "PCHAT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Invite a user to a room.
     Invite {
         #[command(flatten)]
@@ -534,6 +562,24 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::Room(cmd) => run_room(cmd).await,
         AdminCmd::Addin(cmd) => run_addin(cmd).await,
         AdminCmd::Compliance(cmd) => compliance::run(cmd).await,
+        AdminCmd::ExportData {
+            data_dir,
+            to,
+            level,
+            since,
+            json,
+        } => {
+            let sum = data::export(&data_dir, &to, level, since).await?;
+            data_summary(json, "exported", &sum)
+        }
+        AdminCmd::ImportData {
+            data_dir,
+            from,
+            json,
+        } => {
+            let sum = data::import(&data_dir, &from).await?;
+            data_summary(json, "imported", &sum)
+        }
         AdminCmd::Eligible { target, room } => {
             let out: EligibleResponse = with(&target, |c| async move {
                 let id = c.room_id(&room).await?;
@@ -693,6 +739,18 @@ async fn run_group(cmd: GroupCmd) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn data_summary(json: bool, verb: &str, s: &data::Summary) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(s)?);
+    } else {
+        println!(
+            "{verb} {} users, {} groups, {} add-ins, {} categories, {} rooms, {} messages ({})",
+            s.users, s.groups, s.addins, s.categories, s.rooms, s.messages, s.file
+        );
+    }
+    Ok(())
 }
 
 fn group_text(g: &GroupView) -> String {

@@ -9,6 +9,7 @@ mod e2e {
     pub mod common;
     pub mod compliance;
     pub mod crash;
+    pub mod data;
     pub mod files;
     pub mod fuzz;
     pub mod room_model;

@@ -105,6 +105,23 @@ pub struct ConfigChanges {
     pub participant_update_limit: Option<u32>,
 }
 
+/// One message of an `import-data` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMessage {
+    pub seq: Seq,
+    /// Sender, by name.
+    pub sender: String,
+    pub ts: Timestamp,
+    pub body: String,
+    #[serde(default)]
+    pub alert: bool,
+    pub client_msg_id: String,
+    #[serde(default)]
+    pub replaced: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
 /// A read that compliance records (Lync's BACKCHAT and FILEDOWNLOAD).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -232,6 +249,14 @@ pub enum Command {
         /// Text shown with the file (default: its name).
         body: Option<String>,
         client_msg_id: String,
+    },
+    /// Puts history into a room as it was elsewhere (`import-data`): each
+    /// message keeps its sequence number, sender, time and flags. The
+    /// operator at the machine only.
+    ImportMessages {
+        actor: Actor,
+        room: RoomId,
+        messages: Vec<ImportedMessage>,
     },
     /// Saves (or replaces, by name) one of the user's topic feeds.
     SaveFeed {

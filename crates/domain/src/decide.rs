@@ -275,6 +275,19 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
                 Some(file),
             )
         }
+        Command::ImportMessages {
+            actor,
+            room,
+            messages,
+        } => {
+            if actor != Actor::System {
+                return Err(DomainError::Forbidden(
+                    "only the operator at the machine imports history (pchat admin import-data)",
+                )
+                .into());
+            }
+            import_messages(state, room, messages)
+        }
         Command::SaveFeed {
             actor,
             name,
@@ -535,6 +548,79 @@ fn change_messages(state: &dyn State, filter: MessageFilter, change: MessageChan
             change: change.clone(),
         })
         .collect();
+    Ok((events, Outcome::MessagesChanged { count }))
+}
+
+/// Most messages in one import command.
+pub const MAX_IMPORT_BATCH: usize = 5000;
+
+fn import_messages(state: &dyn State, room_id: RoomId, list: Vec<ImportedMessage>) -> Decided {
+    let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    if list.len() > MAX_IMPORT_BATCH {
+        return Err(DomainError::Invalid(format!(
+            "at most {MAX_IMPORT_BATCH} messages per import command"
+        ))
+        .into());
+    }
+    let mut last = room.last_seq;
+    let mut senders = std::collections::HashMap::<String, UserId>::new();
+    let mut messages = Vec::with_capacity(list.len());
+    for m in list {
+        if m.seq <= last {
+            return Err(DomainError::Invalid(format!(
+                "imported message {} does not come after message {last} of the room",
+                m.seq
+            ))
+            .into());
+        }
+        if m.body.len() > MAX_BODY_BYTES
+            || m.client_msg_id.is_empty()
+            || m.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES
+            || m.file.as_ref().is_some_and(|f| !f.valid())
+        {
+            return Err(
+                DomainError::Invalid(format!("imported message {} is malformed", m.seq)).into(),
+            );
+        }
+        let sender = match senders.get(&m.sender) {
+            Some(id) => *id,
+            None => {
+                let id = state
+                    .user_by_name(&m.sender)?
+                    .ok_or_else(|| DomainError::UnknownUser(m.sender.clone()))?
+                    .id;
+                senders.insert(m.sender.clone(), id);
+                id
+            }
+        };
+        if state
+            .message_by_client_id(sender, &m.client_msg_id)?
+            .is_some()
+        {
+            return Err(DomainError::ClientMsgIdReused(m.client_msg_id).into());
+        }
+        last = m.seq;
+        messages.push(Message {
+            room: room_id,
+            seq: m.seq,
+            sender,
+            ts: m.ts,
+            body: m.body,
+            alert: m.alert,
+            client_msg_id: m.client_msg_id,
+            replaced: m.replaced,
+            file: m.file,
+        });
+    }
+    let count = messages.len();
+    let events = if messages.is_empty() {
+        vec![]
+    } else {
+        vec![Event::MessagesImported {
+            room: room_id,
+            messages,
+        }]
+    };
     Ok((events, Outcome::MessagesChanged { count }))
 }
 

@@ -100,6 +100,11 @@ pub enum Event {
         seqs: Vec<Seq>,
         change: MessageChange,
     },
+    /// History put into a room by `import-data`, in sequence order.
+    MessagesImported {
+        room: RoomId,
+        messages: Vec<Message>,
+    },
     FeedSaved {
         feed: Feed,
     },

@@ -22,8 +22,8 @@ pub mod model;
 pub mod permissions;
 
 pub use command::{
-    AccessKind, Actor, CategoryChanges, Command, ConfigChanges, Envelope, GroupChanges, ListChange,
-    MessageChange, MessageFilter, RoomChanges,
+    AccessKind, Actor, CategoryChanges, Command, ConfigChanges, Envelope, GroupChanges,
+    ImportedMessage, ListChange, MessageChange, MessageFilter, RoomChanges,
 };
 pub use decide::{decide, Outcome, State, StateError};
 pub use error::DomainError;

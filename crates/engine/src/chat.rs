@@ -362,40 +362,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
                         .into(),
                     ));
                 }
-                let (body, status) = if *unkept {
-                    ("", STATUS_UNKEPT)
-                } else {
-                    (m.body.as_str(), STATUS_KEPT)
-                };
-                let file = match &m.file {
-                    Some(f) => Some(
-                        serde_json::to_string(f)
-                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
-                    ),
-                    None => None,
-                };
-                conn.prepare_cached(
-                    "INSERT INTO messages (room_id, seq, sender_id, ts, body, alert, client_msg_id, lsn, status, file_sha256, file)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?
-                .execute(params![
-                    m.room,
-                    m.seq,
-                    m.sender,
-                    m.ts,
-                    body,
-                    m.alert,
-                    m.client_msg_id,
-                    lsn,
-                    status,
-                    m.file.as_ref().map(|f| f.sha256.as_str()),
-                    file
-                ])?;
-                // Every row is indexed (an empty body has no words), so the
-                // index always matches its content table.
-                let id = conn.last_insert_rowid();
-                conn.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?1, ?2)")?
-                    .execute(params![id, body])?;
+                let status = if *unkept { STATUS_UNKEPT } else { STATUS_KEPT };
+                insert_message(conn, lsn, m, status)?;
             }
             Event::MessagesChanged { room, seqs, change } => {
                 let seqs = serde_json::to_string(seqs)
@@ -416,6 +384,34 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
             }
             // Kept in the log (and so in compliance) only.
             Event::Accessed { .. } => {}
+            Event::MessagesImported { room, messages } => {
+                let (Some(first), Some(last)) = (messages.first(), messages.last()) else {
+                    return Ok(());
+                };
+                // The same guard as for posts: imports only extend a room.
+                let moved = conn
+                    .prepare_cached(
+                        "UPDATE rooms SET last_seq = ?1 WHERE id = ?2 AND last_seq < ?3",
+                    )?
+                    .execute(params![last.seq, room, first.seq])?;
+                if moved != 1 {
+                    return Err(rusqlite::Error::ToSqlConversionFailure(
+                        format!("imported messages do not extend room {room}").into(),
+                    ));
+                }
+                for m in messages {
+                    insert_message(
+                        conn,
+                        lsn,
+                        m,
+                        if m.replaced {
+                            STATUS_REPLACED
+                        } else {
+                            STATUS_KEPT
+                        },
+                    )?;
+                }
+            }
             Event::FeedSaved { feed } => {
                 let json = serde_json::to_string(feed)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
@@ -444,6 +440,45 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
         }
         Ok(())
     }
+}
+
+/// Inserts a message row and its full-text entry. A message not kept (a
+/// category without history) keeps no body, and an empty index entry, so
+/// the index always matches its content table.
+fn insert_message(conn: &Connection, lsn: Lsn, m: &Message, status: i64) -> rusqlite::Result<()> {
+    let body = if status == STATUS_UNKEPT {
+        ""
+    } else {
+        m.body.as_str()
+    };
+    let file = match &m.file {
+        Some(f) => Some(
+            serde_json::to_string(f)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+        ),
+        None => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO messages (room_id, seq, sender_id, ts, body, alert, client_msg_id, lsn, status, file_sha256, file)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        m.room,
+        m.seq,
+        m.sender,
+        m.ts,
+        body,
+        m.alert,
+        m.client_msg_id,
+        lsn,
+        status,
+        m.file.as_ref().map(|f| f.sha256.as_str()),
+        file
+    ])?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO messages_fts (rowid, body) VALUES (?1, ?2)")?
+        .execute(params![id, body])?;
+    Ok(())
 }
 
 const STATUS_KEPT: i64 = 0;

@@ -38,7 +38,8 @@ pub const MGCCOMP_FILE: &str = "mgccomp.db";
 /// The directory of uploaded files, next to the databases.
 pub const FILES_DIR: &str = "files";
 
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -56,6 +56,11 @@ pub fn records_for(rec: &LogRecord) -> Vec<ComplianceRecord> {
             }
             out
         }
+        Event::MessagesImported { room, messages } => vec![admin(
+            None,
+            Some(*room),
+            format!("{} messages imported", messages.len()),
+        )],
         Event::FeedSaved { feed } => vec![admin(
             Some(feed.user),
             None,

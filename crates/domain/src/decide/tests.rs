@@ -328,6 +328,12 @@ impl Mem {
             }
             Event::Accessed { .. } => {}
             Event::ConfigurationSet { config } => self.config = *config,
+            Event::MessagesImported { room, messages } => {
+                if let (Some(r), Some(last)) = (self.rooms.get_mut(room), messages.last()) {
+                    r.last_seq = last.seq;
+                }
+                self.messages.extend(messages.iter().cloned());
+            }
             Event::FeedSaved { feed } => {
                 self.feeds.insert(feed.id, feed.clone());
             }
