@@ -79,6 +79,11 @@ pub enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the users.
+    ListUsers {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Create a category (short for `category new`).
     CreateCategory {
         #[command(flatten)]
@@ -556,6 +561,26 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
                 creators: None,
             })
             .await
+        }
+        AdminCmd::ListUsers { target } => {
+            let all: pchat_api::UsersResponse = with(&target, |c| async move {
+                c.call(Method::GET, "/api/v1/users", None).await
+            })
+            .await?;
+            print(&target, &all, || {
+                all.users
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "{} ({}){}",
+                            u.name,
+                            u.display_name,
+                            if u.admin { " administrator" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
         }
         AdminCmd::Group(cmd) => run_group(cmd).await,
         AdminCmd::Category(cmd) => run_category(cmd).await,

@@ -420,6 +420,8 @@ async fn room_model_from_the_cli_on_a_data_dir_then_a_server() {
         "2999-01-01",
     ]));
     assert!(c.history(&alice, id).await.is_empty());
+    let users = run(over(&["list-users"]));
+    assert_eq!(users["users"].as_array().unwrap().len(), 3, "{users}");
     let groups = run(over(&["group", "get"]));
     assert_eq!(groups[0]["name"], "legal");
     run(over(&["room", "remove", "merger"]));

@@ -104,11 +104,24 @@ async fn mutated_requests_never_break_the_server() {
             .await
             .body;
         let hist = c.history(&admin, room).await;
-        let cats = c
-            .call("GET", "/api/v1/categories", Some(&admin), Value::Null)
+        let mut pool = Vec::new();
+        for path in [
+            "/api/v1/categories",
+            "/api/v1/groups",
+            "/api/v1/addins",
+            "/api/v1/configuration",
+        ] {
+            pool.push(c.call("GET", path, Some(&admin), Value::Null).await.body);
+        }
+        let feeds = c
+            .call("GET", "/api/v1/feeds", Some(&bob), Value::Null)
             .await
             .body;
-        (rooms, hist, cats)
+        let invites = c
+            .call("GET", "/api/v1/invitations", Some(&bob), Value::Null)
+            .await
+            .body;
+        (rooms, hist, pool, feeds, invites)
     };
     let mut state = snapshot().await;
 
@@ -149,10 +162,64 @@ async fn mutated_requests_never_break_the_server() {
             &alice,
             json!({"body": "hello", "client_msg_id": "fuzz", "alert": false}),
         ),
+        (
+            "POST",
+            "/api/v1/groups".into(),
+            &admin,
+            json!({"name": "team", "description": "d", "members": ["alice", "bob"]}),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/categories/{cat}"),
+            &admin,
+            json!({"description": "d", "file_upload": true, "allowed": {"add": ["*"]}, "denied": {"remove": ["bob"]}}),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/rooms/{room}"),
+            &admin,
+            json!({"category": cat, "disabled": false, "invitations": "inherit", "addin": null}),
+        ),
+        (
+            "POST",
+            format!("/api/v1/rooms/{room}/invitations"),
+            &alice,
+            json!({"user": "bob"}),
+        ),
+        (
+            "POST",
+            "/api/v1/messages/remove".into(),
+            &admin,
+            json!({"room": room, "user": "bob", "text": "zzz", "since": 0, "until": 1, "remove": false}),
+        ),
+        (
+            "POST",
+            format!("/api/v1/rooms/{room}/clear"),
+            &admin,
+            json!({"until": 1}),
+        ),
+        (
+            "POST",
+            "/api/v1/feeds".into(),
+            &bob,
+            json!({"name": "f", "words": ["hello"], "senders": ["alice"], "rooms": [room]}),
+        ),
+        (
+            "PATCH",
+            "/api/v1/configuration".into(),
+            &admin,
+            json!({"default_chat_history": 10, "max_file_size_kb": 100, "participant_update_limit": 50}),
+        ),
+        (
+            "POST",
+            "/api/v1/addins".into(),
+            &admin,
+            json!({"name": "wiki", "url": "https://wiki.example"}),
+        ),
     ];
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let (mut refused, mut accepted) = (0, 0);
-    for round in 0..300 {
+    for round in 0..600 {
         let (method, path, token, valid) = &endpoints[round % endpoints.len()];
         let body = mutate(&mut rng, valid);
         let token = if token.is_empty() { None } else { Some(*token) };
@@ -179,7 +246,7 @@ async fn mutated_requests_never_break_the_server() {
         }
     }
     assert!(
-        refused > 200,
-        "only {refused} of 300 mutations were refused ({accepted} accepted)"
+        refused > 400,
+        "only {refused} of 600 mutations were refused ({accepted} accepted)"
     );
 }
