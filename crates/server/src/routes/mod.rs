@@ -102,3 +102,32 @@ async fn method_not_allowed() -> ApiError {
         "method not allowed on this path",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    /// The OpenAPI document is hand-written: every API route registered
+    /// above must appear in it, so the two cannot drift apart.
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value =
+            serde_json::from_str(super::ops::OPENAPI).expect("openapi.json is JSON");
+        let src = include_str!("mod.rs");
+        // The router, not this test.
+        let src = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];
+        let mut checked = 0;
+        for path in src
+            .split(".route(")
+            .skip(1)
+            .filter_map(|s| s.trim_start().strip_prefix('"'))
+            .filter_map(|s| s.split('"').next())
+            .filter(|p| !["/healthz", "/readyz", "/metrics"].contains(p))
+        {
+            assert!(
+                doc["paths"].get(path).is_some(),
+                "openapi.json lacks {path}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 25, "found only {checked} routes");
+    }
+}
