@@ -79,6 +79,23 @@ pub enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The pool configuration (Get-/Set-CsPersistentChatConfiguration):
+    /// without options it prints it; with options it changes them.
+    Configuration {
+        #[command(flatten)]
+        target: Target,
+        /// Messages on join when a client asks for no number (1–500).
+        #[arg(long)]
+        default_chat_history: Option<u32>,
+        /// Return DefaultChatHistory to each server's --default-history.
+        #[arg(long, conflicts_with = "default_chat_history")]
+        server_default_chat_history: bool,
+        /// Largest file upload, in KB.
+        #[arg(long)]
+        max_file_size_kb: Option<u32>,
+        #[arg(long)]
+        participant_update_limit: Option<u32>,
+    },
     /// List the users.
     ListUsers {
         #[command(flatten)]
@@ -561,6 +578,46 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
                 creators: None,
             })
             .await
+        }
+        AdminCmd::Configuration {
+            target,
+            default_chat_history,
+            server_default_chat_history,
+            max_file_size_kb,
+            participant_update_limit,
+        } => {
+            let change = default_chat_history.is_some()
+                || server_default_chat_history
+                || max_file_size_kb.is_some()
+                || participant_update_limit.is_some();
+            let config: pchat_api::ConfigurationView = with(&target, |c| async move {
+                if !change {
+                    return c.call(Method::GET, "/api/v1/configuration", None).await;
+                }
+                let mut body = json!({
+                    "max_file_size_kb": max_file_size_kb,
+                    "participant_update_limit": participant_update_limit,
+                });
+                if server_default_chat_history {
+                    body["default_chat_history"] = Value::Null;
+                } else if let Some(n) = default_chat_history {
+                    body["default_chat_history"] = json!(n);
+                }
+                c.call(Method::PATCH, "/api/v1/configuration", Some(body))
+                    .await
+            })
+            .await?;
+            print(&target, &config, || {
+                format!(
+                    "DefaultChatHistory {} MaxFileSizeKB {} ParticipantUpdateLimit {}",
+                    config
+                        .default_chat_history
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "(each server's default)".into()),
+                    config.max_file_size_kb,
+                    config.participant_update_limit
+                )
+            })
         }
         AdminCmd::ListUsers { target } => {
             let all: pchat_api::UsersResponse = with(&target, |c| async move {

@@ -71,11 +71,7 @@ impl FileStore {
             }
             file.sync_all().await?;
             drop(file);
-            let sha: String = hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let sha = hex(&hasher.finalize());
             let target = self
                 .path(&sha)
                 .ok_or_else(|| PutError::Body("bad digest".into()))?;
@@ -93,6 +89,15 @@ impl FileStore {
         }
         result
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

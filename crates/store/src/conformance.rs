@@ -38,6 +38,15 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("users_sessions_and_roles", |s| {
         Box::pin(users_sessions_and_roles(s))
     }),
+    ("access_through_nested_groups_and_category_walls", |s| {
+        Box::pin(access_through_nested_groups_and_category_walls(s))
+    }),
+    ("removed_replaced_and_cleared_messages", |s| {
+        Box::pin(removed_replaced_and_cleared_messages(s))
+    }),
+    ("feeds_configuration_and_files", |s| {
+        Box::pin(feeds_configuration_and_files(s))
+    }),
 ];
 
 fn env(command: Command) -> Envelope {
@@ -355,4 +364,247 @@ async fn users_sessions_and_roles(store: Arc<dyn ChatStore>) {
     assert_eq!(listed.len(), 1);
     assert!(listed[0].1.member);
     assert_eq!(store.user_count().await.expect("count"), 2);
+}
+
+fn list(names: &[&str]) -> ListChange {
+    ListChange {
+        add: names.iter().map(|n| n.to_string()).collect(),
+        ..ListChange::default()
+    }
+}
+
+/// Effective access: roles through nested groups, the category's verdict
+/// (denied wins), invitations; the lists as names; the eligible expansion.
+async fn access_through_nested_groups_and_category_walls(store: Arc<dyn ChatStore>) {
+    let room = seed(&store).await;
+    for (name, members) in [("inner", vec!["alice"]), ("outer", vec!["group:inner"])] {
+        ok(
+            &store,
+            Command::CreateGroup {
+                actor: Actor::System,
+                group: Box::new(GroupChanges {
+                    name: Some(name.into()),
+                    members: list(&members),
+                    ..GroupChanges::default()
+                }),
+            },
+        )
+        .await;
+    }
+    let changes = RoomChanges {
+        presenters: list(&["group:outer"]),
+        ..RoomChanges::default()
+    };
+    ok(
+        &store,
+        Command::UpdateRoom {
+            actor: Actor::System,
+            room,
+            changes: Box::new(changes),
+        },
+    )
+    .await;
+    let a = store.access(room, 2).await.expect("access");
+    assert!(a.presenter && a.allowed && !a.member, "{a:?}");
+    let roles = store.room_roles(room).await.expect("roles");
+    assert_eq!(roles.presenters, vec!["group:outer".to_string()]);
+    let groups = store.groups().await.expect("groups");
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1].members, vec!["group:inner".to_string()]);
+    let eligible = store.eligible(room).await.expect("eligible");
+    // The creator (admin) as manager, and alice through two groups.
+    let alice = eligible
+        .iter()
+        .find(|(u, _)| u.id == 2)
+        .expect("alice eligible");
+    assert!(alice.1.presenter && eligible.len() == 2, "{eligible:?}");
+    // Deny the outer group: alice is walled off, her role stays listed.
+    ok(
+        &store,
+        Command::UpdateCategory {
+            actor: Actor::System,
+            category: 1,
+            changes: Box::new(CategoryChanges {
+                denied: list(&["group:outer"]),
+                ..CategoryChanges::default()
+            }),
+        },
+    )
+    .await;
+    let a = store.access(room, 2).await.expect("access");
+    assert!(a.presenter && !a.allowed, "{a:?}");
+    let lists = store.category_lists(1).await.expect("lists");
+    assert_eq!(lists.denied, vec!["group:outer".to_string()]);
+    assert_eq!(lists.allowed, vec!["*".to_string()]);
+    let rooms = store.rooms_with_access(2).await.expect("rooms");
+    assert!(rooms.iter().all(|(_, a)| !a.allowed));
+    // Invitations show in access and in the invitee's list.
+    ok(
+        &store,
+        Command::UpdateCategory {
+            actor: Actor::System,
+            category: 1,
+            changes: Box::new(CategoryChanges {
+                denied: ListChange {
+                    replace: Some(vec![]),
+                    ..ListChange::default()
+                },
+                ..CategoryChanges::default()
+            }),
+        },
+    )
+    .await;
+    ok(
+        &store,
+        Command::Invite {
+            actor: Actor::System,
+            room,
+            user: "alice".into(),
+        },
+    )
+    .await;
+    assert!(store.access(room, 2).await.expect("access").invited);
+    let inv = store.invitations(2).await.expect("invitations");
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].room, room);
+}
+
+/// History leaves out removed messages and shows replaced ones; search
+/// follows; sequence numbers continue.
+async fn removed_replaced_and_cleared_messages(store: Arc<dyn ChatStore>) {
+    let room = seed(&store).await;
+    for i in 0..5 {
+        ok(&store, post(2, room, i)).await;
+    }
+    let change = |text: &str, change: MessageChange| Command::ChangeMessages {
+        actor: Actor::System,
+        filter: MessageFilter {
+            room: Some(room),
+            text: Some(text.into()),
+            ..MessageFilter::default()
+        },
+        change,
+    };
+    ok(
+        &store,
+        change("message 1 ", MessageChange::Replaced("gone".into())),
+    )
+    .await;
+    ok(&store, change("message 3 ", MessageChange::Removed)).await;
+    let h = store
+        .messages(room, Page::Latest { limit: 10 })
+        .await
+        .expect("history");
+    let seqs: Vec<Seq> = h.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 5]);
+    assert!(h[1].replaced && h[1].body == "gone", "{:?}", h[1]);
+    let hits = store
+        .search(SearchQuery {
+            text: "gone".into(),
+            rooms: vec![room],
+            limit: 10,
+            before: None,
+        })
+        .await
+        .expect("search");
+    assert_eq!(hits.len(), 1);
+    ok(
+        &store,
+        Command::ClearRoom {
+            actor: Actor::System,
+            room,
+            until: i64::MAX,
+        },
+    )
+    .await;
+    assert!(store
+        .messages(room, Page::Latest { limit: 10 })
+        .await
+        .expect("history")
+        .is_empty());
+    match ok(&store, post(2, room, 99)).await {
+        Outcome::Message { message, .. } => assert_eq!(message.seq, 6),
+        o => panic!("unexpected {o:?}"),
+    }
+}
+
+/// Feeds, the pool configuration and files round-trip through the store.
+async fn feeds_configuration_and_files(store: Arc<dyn ChatStore>) {
+    let room = seed(&store).await;
+    ok(
+        &store,
+        Command::SaveFeed {
+            actor: 2,
+            name: "apples".into(),
+            words: vec!["Apples".into()],
+            senders: vec![],
+            rooms: vec![room],
+        },
+    )
+    .await;
+    let feeds = store.feeds(2).await.expect("feeds");
+    assert_eq!(feeds.len(), 1);
+    assert_eq!(feeds[0].words, vec!["apples".to_string()]);
+    for i in 0..3 {
+        ok(&store, post(2, room, i)).await;
+    }
+    let hits = store
+        .feed_messages(feeds[0].clone(), vec![room], None, 10)
+        .await
+        .expect("feed messages");
+    assert!(!hits.is_empty() && hits.windows(2).all(|w| w[0].id > w[1].id));
+    let config = match ok(
+        &store,
+        Command::SetConfiguration {
+            actor: Actor::System,
+            changes: ConfigChanges {
+                max_file_size_kb: Some(10),
+                ..ConfigChanges::default()
+            },
+        },
+    )
+    .await
+    {
+        Outcome::Configuration(c) => c,
+        o => panic!("unexpected {o:?}"),
+    };
+    assert_eq!(store.configuration().await.expect("configuration"), config);
+    let file = FileRef {
+        sha256: "ab".repeat(32),
+        size: 9000,
+        name: "a.txt".into(),
+        content_type: "text/plain".into(),
+    };
+    ok(
+        &store,
+        Command::PostFile {
+            actor: 2,
+            room,
+            file: file.clone(),
+            body: None,
+            client_msg_id: "file-1".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        store
+            .file_in_room(room, file.sha256.clone())
+            .await
+            .expect("file"),
+        Some(file.clone())
+    );
+    let too_big = FileRef {
+        size: 10_001,
+        ..file
+    };
+    let refused = store
+        .submit(env(Command::PostFile {
+            actor: 2,
+            room,
+            file: too_big,
+            body: None,
+            client_msg_id: "file-2".into(),
+        }))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Domain(_))), "{refused:?}");
 }

@@ -420,6 +420,23 @@ async fn room_model_from_the_cli_on_a_data_dir_then_a_server() {
         "2999-01-01",
     ]));
     assert!(c.history(&alice, id).await.is_empty());
+    let conf = run(over(&[
+        "configuration",
+        "--default-chat-history",
+        "12",
+        "--max-file-size-kb",
+        "500",
+    ]));
+    assert_eq!(
+        (
+            conf["default_chat_history"].clone(),
+            conf["max_file_size_kb"].clone()
+        ),
+        (serde_json::json!(12), serde_json::json!(500))
+    );
+    let conf = run(over(&["configuration", "--server-default-chat-history"]));
+    assert!(conf["default_chat_history"].is_null(), "{conf}");
+    assert_eq!(run(over(&["configuration"]))["max_file_size_kb"], 500);
     let users = run(over(&["list-users"]));
     assert_eq!(users["users"].as_array().unwrap().len(), 3, "{users}");
     let groups = run(over(&["group", "get"]));

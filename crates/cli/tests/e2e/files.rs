@@ -213,6 +213,13 @@ async fn upload_download_limits_and_crash() {
     assert!(kinds.iter().any(|k| k == "FILEUPLOAD"), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "FILEDOWNLOAD"), "{kinds:?}");
 
+    // A corrupted blob is never served.
+    let saved = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, b"tampered").unwrap();
+    assert_eq!(download(&c, &bob, &url).await.0, 500);
+    std::fs::write(&blob, saved).unwrap();
+    assert_eq!(download(&c, &bob, &url).await.0, 200);
+
     // An acknowledged upload survives SIGKILL.
     c.call(
         "PATCH",

@@ -152,6 +152,14 @@ pub async fn download(
             format!("the file's content is missing: {e}"),
         )
     })?;
+    // The name is the checksum: never serve content that no longer matches it.
+    if crate::files::sha256_hex(&bytes) != file.sha256 {
+        tracing::error!(sha256 = %file.sha256, path = %path.display(), "stored file is corrupt");
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "the stored file does not match its checksum",
+        ));
+    }
     state.record_access(
         &caller.user,
         room,
