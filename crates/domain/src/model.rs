@@ -371,18 +371,12 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 impl Feed {
-    pub fn matches(&self, m: &Message) -> bool {
-        if !self.rooms.is_empty() && !self.rooms.contains(&m.room) {
-            return false;
-        }
-        if !self.senders.is_empty() && !self.senders.contains(&m.sender) {
-            return false;
-        }
-        if self.words.is_empty() {
-            return true;
-        }
-        let have: std::collections::HashSet<String> = words(&m.body).collect();
-        self.words.iter().all(|w| have.contains(w))
+    /// Whether the message matches; `body_words` is `words(&m.body)`,
+    /// computed once per message by the caller however many feeds it checks.
+    pub fn matches(&self, m: &Message, body_words: &std::collections::HashSet<String>) -> bool {
+        (self.rooms.is_empty() || self.rooms.contains(&m.room))
+            && (self.senders.is_empty() || self.senders.contains(&m.sender))
+            && self.words.iter().all(|w| body_words.contains(w))
     }
 }
 

@@ -107,8 +107,17 @@ impl Hub {
         let Ok(followers) = self.followers.read() else {
             return;
         };
+        if followers.is_empty() {
+            return;
+        }
+        let body_words: std::collections::HashSet<String> =
+            pchat_domain::words(&message.body).collect();
         for f in followers.values() {
-            for feed in f.feeds.iter().filter(|feed| feed.matches(message)) {
+            for feed in f
+                .feeds
+                .iter()
+                .filter(|feed| feed.matches(message, &body_words))
+            {
                 let frame = ServerFrame::FeedMessage {
                     feed: feed.name.clone(),
                     message: view.clone(),

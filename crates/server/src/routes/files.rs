@@ -24,6 +24,9 @@ pub struct UploadParams {
     client_msg_id: String,
     /// Text posted with the file (default: its name).
     body: Option<String>,
+    /// Read by the authentication extractor (browsers), not here.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 fn store(state: &AppState) -> ApiResult<FileStore> {

@@ -65,6 +65,9 @@ pub struct HistoryParams {
     before: Option<Seq>,
     after: Option<Seq>,
     limit: Option<u32>,
+    /// Read by the authentication extractor (browsers), not here.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 pub async fn list(

@@ -20,6 +20,9 @@ pub struct SearchParams {
     room: Option<RoomId>,
     limit: Option<u32>,
     before: Option<String>,
+    /// Read by the authentication extractor (browsers), not here.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
 pub async fn search(
