@@ -1311,39 +1311,36 @@ impl Conn {
     }
 
     async fn room_id(&self, r: &str) -> anyhow::Result<i64> {
-        if let Ok(id) = r.parse() {
-            return Ok(id);
-        }
-        let all: RoomsResponse = self.call(Method::GET, "/api/v1/rooms", None).await?;
-        all.rooms
-            .into_iter()
-            .find(|x| name_key(&x.name) == name_key(r))
-            .map(|x| x.id)
-            .with_context(|| format!("room_not_found: no room named '{r}'"))
+        self.id_of("room", "/api/v1/rooms", "rooms", r).await
     }
 
     async fn group_id(&self, g: &str) -> anyhow::Result<i64> {
-        if let Ok(id) = g.parse() {
-            return Ok(id);
-        }
-        let all: GroupsResponse = self.call(Method::GET, "/api/v1/groups", None).await?;
-        all.groups
-            .into_iter()
-            .find(|x| name_key(&x.name) == name_key(g))
-            .map(|x| x.id)
-            .with_context(|| format!("group_not_found: no group named '{g}'"))
+        self.id_of("group", "/api/v1/groups", "groups", g).await
     }
 
     async fn category_id(&self, c: &str) -> anyhow::Result<i64> {
-        if let Ok(id) = c.parse() {
+        self.id_of("category", "/api/v1/categories", "categories", c)
+            .await
+    }
+
+    /// An id given as a number, or the id of the item named so (ignoring
+    /// case) in the listing at `path` (field `field`).
+    async fn id_of(&self, what: &str, path: &str, field: &str, r: &str) -> anyhow::Result<i64> {
+        if let Ok(id) = r.parse() {
             return Ok(id);
         }
-        let all: CategoriesResponse = self.call(Method::GET, "/api/v1/categories", None).await?;
-        all.categories
+        let all: Value = self.call(Method::GET, path, None).await?;
+        all[field]
+            .as_array()
             .into_iter()
-            .find(|x| name_key(&x.name) == name_key(c))
-            .map(|x| x.id)
-            .with_context(|| format!("category_not_found: no category named '{c}'"))
+            .flatten()
+            .find(|x| {
+                x["name"]
+                    .as_str()
+                    .is_some_and(|n| name_key(n) == name_key(r))
+            })
+            .and_then(|x| x["id"].as_i64())
+            .with_context(|| format!("{what}_not_found: no {what} named '{r}'"))
     }
 }
 

@@ -26,6 +26,14 @@ pub struct ListChange {
 }
 
 impl ListChange {
+    /// Sets the list to exactly these entries (no change when `None`).
+    pub fn set(list: Option<Vec<String>>) -> ListChange {
+        ListChange {
+            replace: list,
+            ..ListChange::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.remove.is_empty() && self.replace.is_none()
     }

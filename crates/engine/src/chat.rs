@@ -599,17 +599,39 @@ fn room_row(r: &Row) -> rusqlite::Result<RoomInfo> {
 }
 
 fn message_row(r: &Row) -> rusqlite::Result<Message> {
+    message_at(r, 0)
+}
+
+/// A message from `MESSAGE_COLS` starting at column `i`.
+fn message_at(r: &Row, i: usize) -> rusqlite::Result<Message> {
     Ok(Message {
-        room: r.get(0)?,
-        seq: r.get(1)?,
-        sender: r.get(2)?,
-        ts: r.get(3)?,
-        body: r.get(4)?,
-        alert: r.get(5)?,
-        client_msg_id: r.get(6)?,
-        replaced: r.get::<_, i64>(7)? == STATUS_REPLACED,
-        file: file_col(r, 8)?,
+        room: r.get(i)?,
+        seq: r.get(i + 1)?,
+        sender: r.get(i + 2)?,
+        ts: r.get(i + 3)?,
+        body: r.get(i + 4)?,
+        alert: r.get(i + 5)?,
+        client_msg_id: r.get(i + 6)?,
+        replaced: r.get::<_, i64>(i + 7)? == STATUS_REPLACED,
+        file: file_col(r, i + 8)?,
     })
+}
+
+/// A search hit: the message's row id (the paging cursor), then `MESSAGE_COLS`.
+fn hit_row(r: &Row) -> rusqlite::Result<SearchHit> {
+    Ok(SearchHit {
+        id: r.get(0)?,
+        message: message_at(r, 1)?,
+    })
+}
+
+/// `MESSAGE_COLS` of the table aliased `m`.
+fn message_cols_of_m() -> String {
+    MESSAGE_COLS
+        .split(", ")
+        .map(|col| format!("m.{col}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `file` column: the FileRef as JSON, or NULL.
@@ -1192,11 +1214,7 @@ impl ChatStore for ChatEngine {
                         .join(" "),
                 )
             };
-            let cols = MESSAGE_COLS
-                .split(", ")
-                .map(|col| format!("m.{col}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let cols = message_cols_of_m();
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT m.id, {cols} FROM messages m
                  WHERE m.room_id IN (SELECT value FROM json_each(?1)) AND m.{IN_HISTORY}
@@ -1207,22 +1225,7 @@ impl ChatStore for ChatEngine {
             ))?;
             let rows = stmt.query_map(
                 params![rooms, senders, fts, before.unwrap_or(i64::MAX), limit],
-                |r| {
-                    Ok(SearchHit {
-                        id: r.get(0)?,
-                        message: Message {
-                            room: r.get(1)?,
-                            seq: r.get(2)?,
-                            sender: r.get(3)?,
-                            ts: r.get(4)?,
-                            body: r.get(5)?,
-                            alert: r.get(6)?,
-                            client_msg_id: r.get(7)?,
-                            replaced: r.get::<_, i64>(8)? == STATUS_REPLACED,
-                            file: file_col(r, 9)?,
-                        },
-                    })
-                },
+                hit_row,
             )?;
             rows.collect()
         }))
@@ -1404,32 +1407,11 @@ impl ChatStore for ChatEngine {
                          WHERE messages_fts MATCH ?1 AND f.rowid < ?2
                            AND m.room_id IN (SELECT value FROM json_each(?3))
                          ORDER BY f.rowid DESC LIMIT ?4",
-                        MESSAGE_COLS
-                            .split(", ")
-                            .map(|col| format!("m.{col}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        message_cols_of_m()
                     ))?;
                     let rows = stmt.query_map(
                         params![fts, q.before.unwrap_or(i64::MAX), rooms, q.limit],
-                        |r| {
-                            // Columns after the id are MESSAGE_COLS, as message_row reads them.
-                            let m = Message {
-                                room: r.get(1)?,
-                                seq: r.get(2)?,
-                                sender: r.get(3)?,
-                                ts: r.get(4)?,
-                                body: r.get(5)?,
-                                alert: r.get(6)?,
-                                client_msg_id: r.get(7)?,
-                                replaced: r.get::<_, i64>(8)? == STATUS_REPLACED,
-                                file: file_col(r, 9)?,
-                            };
-                            Ok(SearchHit {
-                                id: r.get(0)?,
-                                message: m,
-                            })
-                        },
+                        hit_row,
                     )?;
                     rows.collect()
                 })

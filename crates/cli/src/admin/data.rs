@@ -387,13 +387,6 @@ fn read(from: &Path) -> anyhow::Result<(Level, Vec<Line>)> {
     Ok((level, lines))
 }
 
-fn replace(list: Vec<String>) -> ListChange {
-    ListChange {
-        replace: Some(list),
-        ..ListChange::default()
-    }
-}
-
 /// Every name a list may refer to is defined in the file (the target pool
 /// is empty): checked before anything changes.
 fn check_references(lines: &[Line]) -> anyhow::Result<()> {
@@ -582,7 +575,7 @@ async fn import_into(store: Arc<ChatEngine>, lines: &[Line]) -> anyhow::Result<S
                         actor: Actor::System,
                         group: id,
                         changes: Box::new(GroupChanges {
-                            members: replace(members.clone()),
+                            members: ListChange::set(Some(members.clone())),
                             ..GroupChanges::default()
                         }),
                     })
@@ -618,9 +611,9 @@ async fn import_into(store: Arc<ChatEngine>, lines: &[Line]) -> anyhow::Result<S
                             file_upload: Some(*file_upload),
                             invitations: Some(*invitations),
                             chat_history: Some(*chat_history),
-                            allowed: replace(allowed.clone()),
-                            denied: replace(denied.clone()),
-                            creators: replace(creators.clone()),
+                            allowed: ListChange::set(Some(allowed.clone())),
+                            denied: ListChange::set(Some(denied.clone())),
+                            creators: ListChange::set(Some(creators.clone())),
                         }),
                     })
                     .await?;
@@ -662,9 +655,9 @@ async fn import_into(store: Arc<ChatEngine>, lines: &[Line]) -> anyhow::Result<S
                             // setting is moot, and may not be set to inherit.
                             invitations: cat_invitations.then_some(*invitations),
                             addin: addin.clone().map(Some),
-                            members: replace(members.clone()),
-                            managers: replace(managers.clone()),
-                            presenters: replace(presenters.clone()),
+                            members: ListChange::set(Some(members.clone())),
+                            managers: ListChange::set(Some(managers.clone())),
+                            presenters: ListChange::set(Some(presenters.clone())),
                         }),
                     })
                     .await?;

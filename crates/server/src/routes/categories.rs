@@ -13,13 +13,6 @@ use pchat_api::{
 use pchat_domain::{CategoryChanges, CategoryId, Command, ListChange, Outcome};
 use std::sync::Arc;
 
-fn set(list: Option<Vec<String>>) -> ListChange {
-    ListChange {
-        replace: list,
-        ..ListChange::default()
-    }
-}
-
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -33,9 +26,9 @@ pub async fn create(
             file_upload: req.file_upload,
             invitations: req.invitations,
             chat_history: req.chat_history,
-            allowed: set(req.allowed),
-            denied: set(req.denied),
-            creators: set(req.creators),
+            allowed: ListChange::set(req.allowed),
+            denied: ListChange::set(req.denied),
+            creators: ListChange::set(req.creators),
         }),
     };
     let done = state.submit(command).await?;

@@ -8,9 +8,7 @@ use crate::views::caller as perm_caller;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use pchat_api::{
-    ErrorCode, FeedView, FeedsResponse, SaveFeedRequest, SearchHitView, SearchResponse, MAX_PAGE,
-};
+use pchat_api::{ErrorCode, FeedView, FeedsResponse, SaveFeedRequest, SearchResponse, MAX_PAGE};
 use pchat_domain::permissions::can_read;
 use pchat_domain::{Command, Feed, Outcome, RoomId};
 use serde::Deserialize;
@@ -113,13 +111,7 @@ pub async fn messages(
             format!("limit must be 1 to {MAX_PAGE}"),
         ));
     }
-    let before = match p.before {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "before is not a cursor"))?,
-        ),
-    };
+    let before = super::search::cursor(p.before)?;
     let rooms: Vec<RoomId> = state
         .store
         .rooms_with_access(caller.user.id)
@@ -136,17 +128,5 @@ pub async fn messages(
         .store
         .feed_messages(feed, rooms, before, limit)
         .await?;
-    let next_before = if found.len() as u32 == limit {
-        found.last().map(|h| h.id.to_string())
-    } else {
-        None
-    };
-    let mut hits = Vec::with_capacity(found.len());
-    for h in found {
-        hits.push(SearchHitView {
-            cursor: h.id.to_string(),
-            message: state.names.message(&h.message).await?,
-        });
-    }
-    Ok(axum::Json(SearchResponse { hits, next_before }))
+    Ok(axum::Json(super::search::page(&state, found, limit).await?))
 }

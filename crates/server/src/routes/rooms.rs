@@ -60,13 +60,6 @@ pub(crate) async fn category_id(state: &AppState, r: CategoryRef) -> ApiResult<C
     }
 }
 
-fn set(list: Option<Vec<String>>) -> ListChange {
-    ListChange {
-        replace: list,
-        ..ListChange::default()
-    }
-}
-
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -74,7 +67,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, axum::Json<RoomView>)> {
     let category = category_id(&state, req.category).await?;
     // The creator becomes a manager; a list given here adds to that.
-    let mut managers = set(req.managers);
+    let mut managers = ListChange::set(req.managers);
     if let Some(list) = managers.replace.take() {
         managers.add = list;
     }
@@ -90,9 +83,9 @@ pub async fn create(
             disabled: req.disabled,
             invitations: req.invitations,
             addin: req.addin.map(Some),
-            members: set(req.members),
+            members: ListChange::set(req.members),
             managers,
-            presenters: set(req.presenters),
+            presenters: ListChange::set(req.presenters),
         }),
     };
     let done = state.submit(command).await?;

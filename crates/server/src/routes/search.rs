@@ -9,7 +9,7 @@ use axum::extract::State;
 use pchat_api::{ErrorCode, SearchHitView, SearchResponse, MAX_PAGE};
 use pchat_domain::permissions::can_read;
 use pchat_domain::RoomId;
-use pchat_store::SearchQuery;
+use pchat_store::{SearchHit, SearchQuery};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -40,13 +40,7 @@ pub async fn search(
             format!("limit must be 1 to {MAX_PAGE}"),
         ));
     }
-    let before = match p.before {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "before is not a cursor"))?,
-        ),
-    };
+    let before = cursor(p.before)?;
     let rooms: Vec<RoomId> = match p.room {
         Some(room) => {
             let view = super::rooms::visible_room(&state, &caller.user, room, false).await?;
@@ -80,6 +74,26 @@ pub async fn search(
             before,
         })
         .await?;
+    Ok(axum::Json(page(&state, found, limit).await?))
+}
+
+/// A `before` paging cursor (a hit's id).
+pub(crate) fn cursor(before: Option<String>) -> ApiResult<Option<i64>> {
+    match before {
+        None => Ok(None),
+        Some(c) => c
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "before is not a cursor")),
+    }
+}
+
+/// A page of hits, newest first, with the cursor of the next page when full.
+pub(crate) async fn page(
+    state: &AppState,
+    found: Vec<SearchHit>,
+    limit: u32,
+) -> ApiResult<SearchResponse> {
     let next_before = if found.len() as u32 == limit {
         found.last().map(|h| h.id.to_string())
     } else {
@@ -92,5 +106,5 @@ pub async fn search(
             message: state.names.message(&h.message).await?,
         });
     }
-    Ok(axum::Json(SearchResponse { hits, next_before }))
+    Ok(SearchResponse { hits, next_before })
 }
