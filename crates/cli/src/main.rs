@@ -3,6 +3,8 @@
 
 mod admin;
 mod config;
+mod db;
+mod dirlock;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,9 @@ enum Cmd {
     /// Administer users, groups, categories, rooms, add-ins and messages, against a data directory or a running server.
     #[command(subcommand)]
     Admin(Box<admin::AdminCmd>),
+    /// Database operations: backup, restore, verify, list backups, status.
+    #[command(subcommand)]
+    Db(db::DbCmd),
     /// Load a running server like real clients do, and verify what it acknowledged.
     Bench(BenchArgs),
 }
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Cmd::Serve(args) => serve::run(args).await,
+            Cmd::Db(cmd) => tokio::task::spawn_blocking(move || db::run(cmd)).await?,
             Cmd::Admin(cmd) => admin::run(*cmd).await,
             Cmd::Bench(a) => {
                 let (name, password) = a

@@ -17,6 +17,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             settings.data_dir.display()
         )
     })?;
+    let _owner = crate::dirlock::lock(&settings.data_dir, "pchat serve")?;
     let mgc = ChatEngine::open(&settings.data_dir.join(MGC_FILE)).context("cannot open mgc")?;
     let comp =
         compliance::open(&settings.data_dir.join(MGCCOMP_FILE)).context("cannot open mgccomp")?;

@@ -5,6 +5,7 @@
 mod e2e {
     pub mod admin_cli;
     pub mod api;
+    pub mod backup;
     pub mod bench;
     pub mod common;
     pub mod compliance;

@@ -13,11 +13,22 @@ CREATE TABLE IF NOT EXISTS identity (
     family_id TEXT NOT NULL,
     fork_id TEXT NOT NULL,
     last_lsn INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- ONLINE, RESTORING or STANDBY (see DbState).
+    state TEXT NOT NULL DEFAULT 'ONLINE'
 );
 CREATE TABLE IF NOT EXISTS forks (
     fork_id TEXT PRIMARY KEY,
     start_lsn INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+-- Backups taken of this database (physical metadata: not in the log).
+CREATE TABLE IF NOT EXISTS backup_history (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    first_lsn INTEGER NOT NULL,
+    last_lsn INTEGER NOT NULL,
+    file TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS log (
@@ -128,4 +139,42 @@ pub(crate) fn random_id() -> String {
         );
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Whether a database takes commands (Lync's SQL Server database states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DbState {
+    /// Read-write.
+    Online,
+    /// Restored WITH NORECOVERY: applies log backups, serves nothing.
+    Restoring,
+    /// Restored WITH STANDBY: applies log backups, read-only between them.
+    Standby,
+}
+
+impl DbState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbState::Online => "ONLINE",
+            DbState::Restoring => "RESTORING",
+            DbState::Standby => "STANDBY",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DbState> {
+        [DbState::Online, DbState::Restoring, DbState::Standby]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+pub fn read_state(conn: &Connection) -> rusqlite::Result<DbState> {
+    let s: String = conn.query_row("SELECT state FROM identity WHERE id = 1", [], |r| r.get(0))?;
+    DbState::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown database state {s}").into(),
+        )
+    })
 }

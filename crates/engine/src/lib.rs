@@ -19,6 +19,7 @@
 //!
 //! This crate knows nothing of HTTP, WebSockets or the chat server.
 
+pub mod backup;
 mod chat;
 pub mod compliance;
 mod database;
@@ -29,7 +30,7 @@ pub mod replay;
 pub use chat::{ChatEngine, ChatMachine};
 pub use compliance::RecordBatch;
 pub use compliance::{ComplianceEngine, ComplianceMachine};
-pub use database::{open_connection, read_identity};
+pub use database::{open_connection, read_identity, read_state, DbState};
 pub use machine::{Engine, Machine};
 
 /// File names of the two databases inside a data directory.

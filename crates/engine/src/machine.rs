@@ -51,6 +51,8 @@ const LIVE_BUFFER: usize = 16 * 1024;
 
 /// One database, running: a writer thread, a read pool, a publisher.
 pub struct Engine<M: Machine> {
+    /// Why commands are refused (a database that is not ONLINE).
+    refusing: Option<String>,
     name: String,
     queue: Mutex<Option<mpsc::UnboundedSender<Request<M>>>>,
     published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
@@ -64,6 +66,13 @@ impl<M: Machine> Engine<M> {
     pub fn open(path: &Path, name: &str) -> Result<Arc<Self>, StoreError> {
         let conn =
             database::open_for_write(path, name, M::SCHEMA, M::SCHEMA_VERSION).map_err(internal)?;
+        let state = database::read_state(&conn).map_err(internal)?;
+        let refusing = (state != database::DbState::Online).then(|| {
+            format!(
+                "{name} is {}: it takes no commands until it is restored WITH RECOVERY",
+                state.as_str()
+            )
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         let (published, _) = broadcast::channel(LIVE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());
@@ -83,6 +92,7 @@ impl<M: Machine> Engine<M> {
                 .map_err(internal)?
         };
         Ok(Arc::new(Engine {
+            refusing,
             name: name.to_string(),
             queue: Mutex::new(Some(tx)),
             published,
@@ -108,6 +118,9 @@ impl<M: Machine> Engine<M> {
     {
         let (reply, answer) = oneshot::channel();
         let queued = match self.queue.lock() {
+            _ if self.refusing.is_some() => Err(StoreError::Unavailable(
+                self.refusing.clone().unwrap_or_default(),
+            )),
             Ok(q) => match q.as_ref() {
                 Some(q) => q
                     .send(Request {

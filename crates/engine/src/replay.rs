@@ -99,6 +99,9 @@ pub fn dump_tables(conn: &Connection) -> rusqlite::Result<String> {
         }
         let sql = if t == "messages_fts" {
             "SELECT rowid, body FROM messages_fts ORDER BY rowid".to_string()
+        } else if t == "backup_history" {
+            // Physical metadata of this file, not part of its data.
+            continue;
         } else if t == "identity" {
             "SELECT name, family_id, fork_id, last_lsn FROM identity".to_string()
         } else {

@@ -484,6 +484,7 @@ fn check_references(lines: &[Line]) -> anyhow::Result<()> {
 pub async fn import(dir: &Path, from: &Path) -> anyhow::Result<Summary> {
     let (level, lines) = read(from)?;
     check_references(&lines)?;
+    let _owner = crate::dirlock::lock(dir, "import-data")?;
     let store = open(dir, true)?;
     let result = import_into(store.clone(), &lines).await;
     store.close();

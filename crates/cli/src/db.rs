@@ -1,0 +1,299 @@
+//! `pchat db`: the database operations Lync's procedures ran in SQL Server
+//! Management Studio: backup, restore, verify, list backups, status.
+//!
+//! Today they work on a data directory (`--data-dir`); a backup may be
+//! taken while `pchat serve` runs there, a restore needs the directory to
+//! itself. The database server (`pchat db serve`, `--server ADDR`) comes
+//! next and will run the same operations remotely.
+
+use anyhow::{bail, Context};
+use pchat_engine::backup::{self, BackupError, Recovery, RestoreOptions};
+use pchat_engine::{open_connection, read_identity, read_state, FILES_DIR, MGCCOMP_FILE, MGC_FILE};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DbCmd {
+    /// A full backup (a consistent snapshot taken while the database serves;
+    /// for mgc with its uploaded files), or with --log a log backup (the log
+    /// records since the previous log backup).
+    Backup {
+        #[arg(long, env = "PCHAT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum)]
+        database: Database,
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        log: bool,
+        /// The backup set's name.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a full backup, or apply a log backup to a database restored
+    /// with --norecovery or --standby. The file is checked completely first.
+    Restore {
+        #[arg(long, env = "PCHAT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum)]
+        database: Database,
+        #[arg(long)]
+        from: PathBuf,
+        /// Overwrite a database that is ONLINE or of another family.
+        #[arg(long)]
+        replace: bool,
+        /// Bring the database ONLINE on a new fork (the default).
+        #[arg(long, group = "mode")]
+        recovery: bool,
+        /// Leave it RESTORING: more log backups follow.
+        #[arg(long, group = "mode")]
+        norecovery: bool,
+        /// Leave it read-only between log restores.
+        #[arg(long, group = "mode")]
+        standby: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup file without restoring it.
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The backup sets and log chains in a folder, with their LSN ranges and gaps.
+    Backups {
+        #[arg(long)]
+        share: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every database of a data directory: state, identity, LSNs, fork.
+    Status {
+        #[arg(long, env = "PCHAT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    Mgc,
+    Mgccomp,
+}
+
+impl Database {
+    fn file(self) -> &'static str {
+        match self {
+            Database::Mgc => MGC_FILE,
+            Database::Mgccomp => MGCCOMP_FILE,
+        }
+    }
+    /// Uploaded files travel with `mgc`.
+    fn files(self, dir: &Path) -> Option<PathBuf> {
+        (self == Database::Mgc).then(|| dir.join(FILES_DIR))
+    }
+}
+
+fn out<T: Serialize>(json: bool, v: &T, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(v)?);
+    } else {
+        println!("{}", human());
+    }
+    Ok(())
+}
+
+fn plain(e: BackupError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
+    match cmd {
+        DbCmd::Backup {
+            data_dir,
+            database,
+            to,
+            log,
+            name,
+            description,
+            json,
+        } => {
+            let db = data_dir.join(database.file());
+            if !db.exists() {
+                bail!(
+                    "{} holds no {} database",
+                    data_dir.display(),
+                    database.file()
+                );
+            }
+            let h = if log {
+                backup::log_backup(&db, &to, &name, &description)
+            } else {
+                backup::full_backup(
+                    &db,
+                    database.files(&data_dir).as_deref(),
+                    &to,
+                    &name,
+                    &description,
+                )
+            }
+            .map_err(plain)?;
+            out(json, &h, || {
+                format!(
+                    "{} backup of {} (LSNs {}-{}, fork {}) written to {}",
+                    if log { "log" } else { "full" },
+                    h.database,
+                    h.first_lsn,
+                    h.last_lsn,
+                    h.fork_id,
+                    to.display()
+                )
+            })
+        }
+        DbCmd::Restore {
+            data_dir,
+            database,
+            from,
+            replace,
+            recovery: _,
+            norecovery,
+            standby,
+            json,
+        } => {
+            let recovery = if norecovery {
+                Recovery::NoRecovery
+            } else if standby {
+                Recovery::Standby
+            } else {
+                Recovery::Recovery
+            };
+            // Check the file before taking the directory, so a bad file
+            // never even locks it.
+            let h = backup::verify(&from).map_err(plain)?;
+            if h.database != database.file().trim_end_matches(".db") {
+                bail!(
+                    "{} holds a backup of {}, not of {}",
+                    from.display(),
+                    h.database,
+                    database.file()
+                );
+            }
+            let _owner = crate::dirlock::lock(&data_dir, "a restore")?;
+            let r = backup::restore(
+                &from,
+                &data_dir.join(database.file()),
+                database.files(&data_dir).as_deref(),
+                RestoreOptions { replace, recovery },
+            )
+            .map_err(plain)?;
+            out(json, &r, || {
+                format!(
+                    "restored {} to LSN {} ({} applied); it is {} on fork {}",
+                    r.database,
+                    r.last_lsn,
+                    r.applied,
+                    r.state.as_str(),
+                    r.fork_id
+                )
+            })
+        }
+        DbCmd::Verify { file, json } => {
+            let h = backup::verify(&file).map_err(plain)?;
+            out(json, &h, || {
+                format!(
+                    "ok: {} backup of {} (family {}, fork {}), LSNs {}-{}, {} section(s), set '{}'",
+                    match h.kind {
+                        backup::BackupKind::Full => "full",
+                        backup::BackupKind::Log => "log",
+                    },
+                    h.database,
+                    h.family_id,
+                    h.fork_id,
+                    h.first_lsn,
+                    h.last_lsn,
+                    h.sections.len(),
+                    h.name
+                )
+            })
+        }
+        DbCmd::Backups { share, json } => {
+            let found = backup::scan(&share).map_err(plain)?;
+            let gaps = backup::chain_gaps(&found);
+            let report = serde_json::json!({
+                "backups": found,
+                "gaps": gaps.iter().map(|(db, family, after, next)| serde_json::json!({
+                    "database": db, "family_id": family, "after_lsn": after, "next_first_lsn": next,
+                })).collect::<Vec<_>>(),
+            });
+            out(json, &report, || {
+                let mut lines: Vec<String> = found
+                    .iter()
+                    .map(|f| match (&f.header, &f.error) {
+                        (Some(h), _) => format!(
+                            "{:<8} {:<4} LSNs {:>8}-{:<8} family {} fork {}  {}",
+                            h.database,
+                            match h.kind {
+                                backup::BackupKind::Full => "full",
+                                backup::BackupKind::Log => "log",
+                            },
+                            h.first_lsn,
+                            h.last_lsn,
+                            &h.family_id[..8.min(h.family_id.len())],
+                            &h.fork_id[..8.min(h.fork_id.len())],
+                            f.file
+                        ),
+                        (None, Some(e)) => format!("DAMAGED  {}: {e}", f.file),
+                        (None, None) => f.file.clone(),
+                    })
+                    .collect();
+                for (db, _, after, next) in &gaps {
+                    lines.push(format!(
+                        "GAP      {db}: LSNs {}-{} are in no log backup",
+                        after + 1,
+                        next - 1
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
+        DbCmd::Status { data_dir, json } => {
+            let mut dbs = Vec::new();
+            for file in [MGC_FILE, MGCCOMP_FILE] {
+                let path = data_dir.join(file);
+                if !path.exists() {
+                    continue;
+                }
+                let conn = open_connection(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let id = read_identity(&conn)?.context("a database without identity")?;
+                let state = read_state(&conn)?;
+                dbs.push(serde_json::json!({
+                    "database": id.name, "state": state, "family_id": id.family_id,
+                    "fork_id": id.fork_id, "last_lsn": id.last_lsn,
+                }));
+            }
+            if dbs.is_empty() {
+                bail!("{} holds no pchat databases", data_dir.display());
+            }
+            out(json, &serde_json::json!({ "databases": dbs }), || {
+                dbs.iter()
+                    .map(|d| {
+                        format!(
+                            "{:<8} {:<9} last LSN {:>8}  fork {}",
+                            d["database"].as_str().unwrap_or(""),
+                            d["state"].as_str().unwrap_or(""),
+                            d["last_lsn"],
+                            d["fork_id"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+    }
+}

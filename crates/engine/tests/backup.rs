@@ -1,0 +1,336 @@
+//! Full and log backups taken while the database serves, restored in order,
+//! give the same tables; every refusal leaves the target as it was.
+
+use pchat_domain::*;
+use pchat_engine::backup::{self, BackupError, BackupKind, Recovery, RestoreOptions};
+use pchat_engine::replay::dump_tables;
+use pchat_engine::{open_connection, ChatEngine, DbState};
+use pchat_store::ChatStore;
+use std::path::Path;
+use std::sync::Arc;
+
+fn env(command: Command) -> Envelope {
+    Envelope {
+        origin: "backup-test".into(),
+        command,
+    }
+}
+
+async fn seed(store: &Arc<ChatEngine>) -> RoomId {
+    store
+        .submit(env(Command::BootstrapAdmin {
+            name: "admin".into(),
+            password_hash: "h".into(),
+        }))
+        .await
+        .unwrap();
+    store
+        .submit(env(Command::new_category(Actor::System, "general")))
+        .await
+        .unwrap();
+    match store
+        .submit(env(Command::new_room(
+            Actor::System,
+            1,
+            "lobby",
+            Privacy::Open,
+        )))
+        .await
+        .unwrap()
+        .outcome
+    {
+        Outcome::Room(r) => r.id,
+        o => panic!("unexpected {o:?}"),
+    }
+}
+
+async fn post(store: &Arc<ChatEngine>, room: RoomId, i: usize) {
+    store
+        .submit(env(Command::PostMessage {
+            actor: 1,
+            room,
+            body: format!("message {i}"),
+            client_msg_id: format!("m{i}"),
+            alert: false,
+        }))
+        .await
+        .unwrap();
+}
+
+/// The tables, without what differs by design between a database and its
+/// restored copy (identity's fork and the fork history).
+fn data(db: &Path) -> String {
+    let dump = dump_tables(&open_connection(db).unwrap()).unwrap();
+    let mut out = String::new();
+    let mut skip = false;
+    for line in dump.lines() {
+        if line.starts_with("## ") {
+            skip = line == "## identity" || line == "## forks";
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn opts(replace: bool, recovery: Recovery) -> RestoreOptions {
+    RestoreOptions { replace, recovery }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_and_log_backups_under_load_restore_to_the_same_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src").join("mgc.db");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let store = ChatEngine::open(&src).unwrap();
+    let room = seed(&store).await;
+    // Load in the background while backups are taken.
+    let load = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..600 {
+                post(&store, room, i).await;
+                if i % 50 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let full = share.join("full.bak");
+    let h = {
+        let (src, full) = (src.clone(), full.clone());
+        tokio::task::spawn_blocking(move || {
+            backup::full_backup(&src, None, &full, "nightly", "all of mgc")
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(
+        (h.kind, h.database.as_str(), h.name.as_str()),
+        (BackupKind::Full, "mgc", "nightly")
+    );
+    let mut logs = Vec::new();
+    for n in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let to = share.join(format!("log{n}.trn"));
+        let src2 = src.clone();
+        let to2 = to.clone();
+        match tokio::task::spawn_blocking(move || backup::log_backup(&src2, &to2, "log", ""))
+            .await
+            .unwrap()
+        {
+            Ok(h) => logs.push((to, h)),
+            Err(BackupError::NothingToBackUp(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    load.await.unwrap();
+    for i in 600..605 {
+        post(&store, room, i).await;
+    }
+    let last = share.join("last.trn");
+    logs.push((
+        last.clone(),
+        backup::log_backup(&src, &last, "log", "").unwrap(),
+    ));
+    // The chain has no gap, and the files verify.
+    for w in logs.windows(2) {
+        assert_eq!(w[1].1.first_lsn, w[0].1.last_lsn + 1, "chain");
+    }
+    assert_eq!(logs[0].1.first_lsn, 1);
+    let found = backup::scan(&share).unwrap();
+    assert_eq!(found.len(), logs.len() + 1);
+    assert!(backup::chain_gaps(&found).is_empty());
+    let source_last = store.identity().await.unwrap().last_lsn;
+    assert!(
+        h.last_lsn < source_last,
+        "the full backup was taken mid-load"
+    );
+    assert!(logs.len() >= 2, "log backups were taken mid-load");
+    store.close();
+    drop(store);
+
+    // Restore: full with NORECOVERY, every log, the last WITH RECOVERY.
+    let dst = dir.path().join("dst").join("mgc.db");
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let r = backup::restore(&full, &dst, None, opts(false, Recovery::NoRecovery)).unwrap();
+    assert_eq!(r.state, DbState::Restoring);
+    // A restoring database takes no commands.
+    let restoring = ChatEngine::open(&dst).unwrap();
+    let refused = restoring
+        .submit(env(Command::new_category(Actor::System, "x")))
+        .await;
+    assert!(
+        matches!(refused, Err(pchat_store::StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    restoring.close();
+    drop(restoring);
+    let n = logs.len();
+    for (i, (file, _)) in logs.iter().enumerate() {
+        let rec = if i + 1 == n {
+            Recovery::Recovery
+        } else {
+            Recovery::Standby
+        };
+        let r = backup::restore(file, &dst, None, opts(false, rec)).unwrap();
+        assert!(r.last_lsn <= source_last);
+    }
+    assert_eq!(data(&src), data(&dst));
+    let conn = open_connection(&dst).unwrap();
+    let id = pchat_engine::read_identity(&conn).unwrap().unwrap();
+    assert_eq!(id.last_lsn, source_last);
+    assert_eq!(pchat_engine::read_state(&conn).unwrap(), DbState::Online);
+    assert_ne!(id.fork_id, h.fork_id, "recovery starts a new fork");
+    drop(conn);
+    // Online again: it takes commands, and its history is the source's.
+    let back = ChatEngine::open(&dst).unwrap();
+    let page = back
+        .messages(room, pchat_store::Page::Latest { limit: 1000 })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 605);
+    post(&back, room, 605).await;
+    back.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_leave_the_target_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |name: &str| {
+        let p = dir.path().join(name).join("mgc.db");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    };
+    let (a, b) = (mk("a"), mk("b"));
+    for db in [&a, &b] {
+        let s = ChatEngine::open(db).unwrap();
+        let room = seed(&s).await;
+        for i in 0..20 {
+            post(&s, room, i).await;
+        }
+        s.close();
+    }
+    let full_a = dir.path().join("a.bak");
+    backup::full_backup(&a, None, &full_a, "a", "").unwrap();
+    // Another database without --replace.
+    let before = data(&b);
+    let e = backup::restore(&full_a, &b, None, opts(false, Recovery::Recovery)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a database other than the existing database"),
+        "{e}"
+    );
+    assert_eq!(data(&b), before);
+    // Corrupt byte, truncated file, not a backup.
+    let bytes = std::fs::read(&full_a).unwrap();
+    for (name, bad) in [
+        ("corrupt", {
+            let mut c = bytes.clone();
+            let i = c.len() / 2;
+            c[i] ^= 0x40;
+            c
+        }),
+        ("truncated", bytes[..bytes.len() - 100].to_vec()),
+        ("empty", vec![]),
+        ("other", b"not a backup at all".to_vec()),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bad).unwrap();
+        assert!(backup::verify(&p).is_err(), "{name} verifies");
+        let e = backup::restore(&p, &b, None, opts(true, Recovery::Recovery)).unwrap_err();
+        assert!(!e.to_string().is_empty());
+        assert_eq!(data(&b), before, "{name} changed the target");
+    }
+    // A log onto an ONLINE database.
+    let log_a = dir.path().join("a1.trn");
+    backup::log_backup(&a, &log_a, "", "").unwrap();
+    let e = backup::restore(&log_a, &b, None, opts(false, Recovery::NoRecovery)).unwrap_err();
+    assert!(e.to_string().contains("ONLINE"), "{e}");
+    // Restore a's full backup onto c (NORECOVERY), then: a gap, another fork.
+    let c = mk("c");
+    backup::restore(&full_a, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let s = ChatEngine::open(&a).unwrap();
+    for i in 20..30 {
+        post(&s, 1, i).await;
+    }
+    s.close();
+    drop(s);
+    let log_a2 = dir.path().join("a2.trn");
+    backup::log_backup(&a, &log_a2, "", "").unwrap();
+    let s = ChatEngine::open(&a).unwrap();
+    for i in 30..40 {
+        post(&s, 1, i).await;
+    }
+    s.close();
+    drop(s);
+    let log_a3 = dir.path().join("a3.trn");
+    backup::log_backup(&a, &log_a3, "", "").unwrap();
+    let before_c = data(&c);
+    // a1 is already in the full backup (consistent overlap): fine. a3 skips a2: a gap.
+    backup::restore(&log_a, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let e = backup::restore(&log_a3, &c, None, opts(false, Recovery::NoRecovery)).unwrap_err();
+    assert!(e.to_string().contains("are missing"), "{e}");
+    assert_eq!(data(&c), before_c);
+    // Another fork: d restored from a's full backup WITH RECOVERY, then written to.
+    let d = mk("d");
+    backup::restore(&full_a, &d, None, opts(false, Recovery::Recovery)).unwrap();
+    let s = ChatEngine::open(&d).unwrap();
+    post(&s, 1, 99).await;
+    s.close();
+    drop(s);
+    let log_d = dir.path().join("d1.trn");
+    backup::log_backup(&d, &log_d, "", "").unwrap();
+    let e = backup::restore(&log_d, &c, None, opts(false, Recovery::NoRecovery)).unwrap_err();
+    assert!(e.to_string().contains("fork"), "{e}");
+    assert_eq!(data(&c), before_c);
+    // In order, the chain applies.
+    backup::restore(&log_a2, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let r = backup::restore(&log_a3, &c, None, opts(false, Recovery::Recovery)).unwrap();
+    assert_eq!(r.state, DbState::Online);
+    assert_eq!(data(&a), data(&c));
+}
+
+#[test]
+fn a_full_backup_of_mgc_carries_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mgc.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = ChatEngine::open(&db).unwrap();
+        seed(&s).await;
+        s.close();
+    });
+    let files = dir.path().join("files");
+    let content = b"the quarterly report".to_vec();
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let blob = files.join("sha256").join(&sha[..2]).join(&sha[2..]);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, &content).unwrap();
+    let bak = dir.path().join("full.bak");
+    let h = backup::full_backup(&db, Some(&files), &bak, "", "").unwrap();
+    assert!(h.sections.iter().any(|s| s.name == format!("file:{sha}")));
+    let other = tempfile::tempdir().unwrap();
+    let files2 = other.path().join("files");
+    backup::restore(
+        &bak,
+        &other.path().join("mgc.db"),
+        Some(&files2),
+        opts(false, Recovery::Recovery),
+    )
+    .unwrap();
+    let restored = files2.join("sha256").join(&sha[..2]).join(&sha[2..]);
+    assert_eq!(std::fs::read(restored).unwrap(), content);
+}
