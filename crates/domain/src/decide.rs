@@ -129,7 +129,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
         } => {
             if state.user_count()? > 0 {
                 return Err(DomainError::Forbidden(
-                    "users exist already; bootstrap is only for an empty database",
+                    "users exist already; bootstrap is only for an empty database".into(),
                 )
                 .into());
             }
@@ -137,7 +137,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
         }
         Command::CreateSession { user, token_hash } => {
             if state.user(user)?.is_none() {
-                return Err(DomainError::NotFound("user").into());
+                return Err(DomainError::NotFound("user".into()).into());
             }
             let ev = Event::SessionCreated {
                 token_hash,
@@ -169,7 +169,9 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
         }
         Command::DeleteGroup { actor, group } => {
             require_admin(state, actor)?;
-            state.group(group)?.ok_or(DomainError::NotFound("group"))?;
+            state
+                .group(group)?
+                .ok_or(DomainError::NotFound("group".into()))?;
             Ok((vec![Event::GroupDeleted { group }], Outcome::Done))
         }
         Command::CreateCategory { actor, category } => {
@@ -188,7 +190,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             require_admin(state, actor)?;
             state
                 .category(category)?
-                .ok_or(DomainError::NotFound("category"))?;
+                .ok_or(DomainError::NotFound("category".into()))?;
             let rooms = state.category_room_count(category)?;
             if rooms > 0 {
                 return Err(DomainError::CategoryNotEmpty(rooms).into());
@@ -207,7 +209,9 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
         } => rooms::update(state, actor, room, *changes),
         Command::DeleteRoom { actor, room } => {
             require_admin(state, actor)?;
-            state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+            state
+                .room(room)?
+                .ok_or(DomainError::NotFound("room".into()))?;
             Ok((vec![Event::RoomDeleted { room }], Outcome::Done))
         }
         Command::Invite { actor, room, user } => rooms::invite(state, actor, room, &user),
@@ -224,7 +228,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             }
             if state.addin_by_name(&name)?.is_some() {
                 return Err(DomainError::NameTaken {
-                    what: "add-in",
+                    what: "add-in".into(),
                     name,
                 }
                 .into());
@@ -245,7 +249,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             require_admin(state, actor)?;
             let addin = state
                 .addin_by_name(&name)?
-                .ok_or(DomainError::NotFound("add-in"))?;
+                .ok_or(DomainError::NotFound("add-in".into()))?;
             Ok((vec![Event::AddInDeleted { addin: addin.id }], Outcome::Done))
         }
         Command::ChangeMessages {
@@ -282,7 +286,8 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
         } => {
             if actor != Actor::System {
                 return Err(DomainError::Forbidden(
-                    "only the operator at the machine imports history (pchat admin import-data)",
+                    "only the operator at the machine imports history (pchat admin import-data)"
+                        .into(),
                 )
                 .into());
             }
@@ -297,7 +302,7 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
         } => save_feed(state, now, actor, name, words, senders, rooms),
         Command::DeleteFeed { actor, feed } => {
             if !state.feeds(actor)?.iter().any(|f| f.id == feed) {
-                return Err(DomainError::NotFound("feed").into());
+                return Err(DomainError::NotFound("feed".into()).into());
             }
             Ok((
                 vec![Event::FeedDeleted { user: actor, feed }],
@@ -342,13 +347,19 @@ pub fn decide(state: &dyn State, now: Timestamp, command: Command) -> Decided {
             Ok((events, Outcome::Configuration(config)))
         }
         Command::RecordAccess { user, room, access } => {
-            state.user(user)?.ok_or(DomainError::NotFound("user"))?;
-            state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+            state
+                .user(user)?
+                .ok_or(DomainError::NotFound("user".into()))?;
+            state
+                .room(room)?
+                .ok_or(DomainError::NotFound("room".into()))?;
             Ok((vec![Event::Accessed { user, room, access }], Outcome::Done))
         }
         Command::ClearRoom { actor, room, until } => {
             require_admin(state, actor)?;
-            state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+            state
+                .room(room)?
+                .ok_or(DomainError::NotFound("room".into()))?;
             Ok((vec![Event::RoomCleared { room, until }], Outcome::Done))
         }
         Command::PostMessage {
@@ -392,7 +403,11 @@ fn create_user(
         return Err(DomainError::Invalid("password hash is empty".into()).into());
     }
     if state.user_by_name(&name)?.is_some() {
-        return Err(DomainError::NameTaken { what: "user", name }.into());
+        return Err(DomainError::NameTaken {
+            what: "user".into(),
+            name,
+        }
+        .into());
     }
     let user = User {
         id: state.next_user_id()?,
@@ -446,11 +461,15 @@ fn post(
         ))
         .into());
     }
-    let user = state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
-    let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    let user = state
+        .user(actor)?
+        .ok_or(DomainError::NotFound("user".into()))?;
+    let room = state
+        .room(room_id)?
+        .ok_or(DomainError::NotFound("room".into()))?;
     let caller = caller_in(state, &user, room_id)?;
     if !permissions::can_find(&room, caller) {
-        return Err(DomainError::NotFound("room").into());
+        return Err(DomainError::NotFound("room".into()).into());
     }
     if room.disabled {
         return Err(DomainError::RoomDisabled.into());
@@ -461,11 +480,11 @@ fn post(
         } else {
             "only members post in this room"
         };
-        return Err(DomainError::Forbidden(why).into());
+        return Err(DomainError::Forbidden(why.into()).into());
     }
     let category = state
         .category(room.category)?
-        .ok_or(DomainError::NotFound("category"))?;
+        .ok_or(DomainError::NotFound("category".into()))?;
     if let Some(f) = &file {
         if !f.valid() {
             return Err(DomainError::Invalid(
@@ -474,7 +493,9 @@ fn post(
             .into());
         }
         if !category.file_upload {
-            return Err(DomainError::Forbidden("file upload is off in this category").into());
+            return Err(
+                DomainError::Forbidden("file upload is off in this category".into()).into(),
+            );
         }
         let max = i64::from(state.configuration()?.max_file_size_kb) * 1000;
         if f.size > max {
@@ -521,7 +542,9 @@ fn change_messages(state: &dyn State, filter: MessageFilter, change: MessageChan
         }
     }
     if let Some(room) = filter.room {
-        state.room(room)?.ok_or(DomainError::NotFound("room"))?;
+        state
+            .room(room)?
+            .ok_or(DomainError::NotFound("room".into()))?;
     }
     let sender = match &filter.user {
         Some(n) => Some(
@@ -555,7 +578,9 @@ fn change_messages(state: &dyn State, filter: MessageFilter, change: MessageChan
 pub const MAX_IMPORT_BATCH: usize = 5000;
 
 fn import_messages(state: &dyn State, room_id: RoomId, list: Vec<ImportedMessage>) -> Decided {
-    let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    let room = state
+        .room(room_id)?
+        .ok_or(DomainError::NotFound("room".into()))?;
     if list.len() > MAX_IMPORT_BATCH {
         return Err(DomainError::Invalid(format!(
             "at most {MAX_IMPORT_BATCH} messages per import command"
@@ -633,7 +658,9 @@ fn save_feed(
     senders: Vec<String>,
     rooms: Vec<RoomId>,
 ) -> Decided {
-    state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
+    state
+        .user(actor)?
+        .ok_or(DomainError::NotFound("user".into()))?;
     check_name(&name)?;
     if feed_words.len() > MAX_FEED_ITEMS
         || senders.len() > MAX_FEED_ITEMS
@@ -671,10 +698,14 @@ fn save_feed(
     rooms.dedup();
     for r in &rooms {
         // A room the user cannot find is refused like one that does not exist.
-        let room = state.room(*r)?.ok_or(DomainError::NotFound("room"))?;
-        let user = state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
+        let room = state
+            .room(*r)?
+            .ok_or(DomainError::NotFound("room".into()))?;
+        let user = state
+            .user(actor)?
+            .ok_or(DomainError::NotFound("user".into()))?;
         if !permissions::can_find(&room, caller_in(state, &user, *r)?) {
-            return Err(DomainError::NotFound("room").into());
+            return Err(DomainError::NotFound("room".into()).into());
         }
     }
     if ws.is_empty() && ids.is_empty() && rooms.is_empty() {
@@ -720,8 +751,8 @@ fn require_admin(state: &dyn State, actor: Actor) -> Result<(), DecideError> {
         Actor::System => Ok(()),
         Actor::User(id) => match state.user(id)? {
             Some(u) if u.admin => Ok(()),
-            Some(_) => Err(DomainError::Forbidden("administrators only").into()),
-            None => Err(DomainError::NotFound("user").into()),
+            Some(_) => Err(DomainError::Forbidden("administrators only".into()).into()),
+            None => Err(DomainError::NotFound("user".into()).into()),
         },
     }
 }

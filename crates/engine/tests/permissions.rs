@@ -311,7 +311,7 @@ async fn permission_matrix() {
                     assert!(
                         matches!(
                             refused,
-                            Err(StoreError::Domain(DomainError::NotFound("room")))
+                            Err(StoreError::Domain(DomainError::NotFound(what))) if what == "room"
                         ),
                         "{ctx}: a room the user may not find must not exist for them: {refused:?}"
                     );

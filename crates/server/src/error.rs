@@ -47,12 +47,14 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         let code = match &e {
             DomainError::Invalid(_) => ErrorCode::InvalidValue,
-            DomainError::NotFound("room") => ErrorCode::RoomNotFound,
-            DomainError::NotFound("category") => ErrorCode::CategoryNotFound,
-            DomainError::NotFound("user") => ErrorCode::UserNotFound,
-            DomainError::NotFound("group") => ErrorCode::GroupNotFound,
-            DomainError::NotFound("add-in") => ErrorCode::AddInNotFound,
-            DomainError::NotFound(_) => ErrorCode::NotFound,
+            DomainError::NotFound(what) => match what.as_ref() {
+                "room" => ErrorCode::RoomNotFound,
+                "category" => ErrorCode::CategoryNotFound,
+                "user" => ErrorCode::UserNotFound,
+                "group" => ErrorCode::GroupNotFound,
+                "add-in" => ErrorCode::AddInNotFound,
+                _ => ErrorCode::NotFound,
+            },
             DomainError::UnknownUser(_) => ErrorCode::UnknownUser,
             DomainError::UnknownGroup(_) => ErrorCode::UnknownGroup,
             DomainError::NotAllowedByCategory(_) => ErrorCode::NotAllowedByCategory,

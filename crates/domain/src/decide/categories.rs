@@ -15,7 +15,7 @@ pub(super) fn create(state: &dyn State, now: Timestamp, changes: CategoryChanges
     check_name(&name)?;
     if state.category_by_name(&name)?.is_some() {
         return Err(DomainError::NameTaken {
-            what: "category",
+            what: "category".into(),
             name,
         }
         .into());
@@ -47,14 +47,14 @@ pub(super) fn create(state: &dyn State, now: Timestamp, changes: CategoryChanges
 pub(super) fn update(state: &dyn State, id: CategoryId, changes: CategoryChanges) -> Decided {
     let mut category = state
         .category(id)?
-        .ok_or(DomainError::NotFound("category"))?;
+        .ok_or(DomainError::NotFound("category".into()))?;
     let before = category.clone();
     if let Some(name) = changes.name.clone() {
         check_name(&name)?;
         if let Some(other) = state.category_by_name(&name)? {
             if other.id != id {
                 return Err(DomainError::NameTaken {
-                    what: "category",
+                    what: "category".into(),
                     name,
                 }
                 .into());

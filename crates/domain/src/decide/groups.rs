@@ -15,7 +15,7 @@ pub(super) fn create(state: &dyn State, now: Timestamp, changes: GroupChanges) -
     check_name(&name)?;
     if state.group_by_name(&name)?.is_some() {
         return Err(DomainError::NameTaken {
-            what: "group",
+            what: "group".into(),
             name,
         }
         .into());
@@ -34,14 +34,16 @@ pub(super) fn create(state: &dyn State, now: Timestamp, changes: GroupChanges) -
 }
 
 pub(super) fn update(state: &dyn State, id: GroupId, changes: GroupChanges) -> Decided {
-    let mut group = state.group(id)?.ok_or(DomainError::NotFound("group"))?;
+    let mut group = state
+        .group(id)?
+        .ok_or(DomainError::NotFound("group".into()))?;
     let before = group.clone();
     if let Some(name) = changes.name.clone() {
         check_name(&name)?;
         if let Some(other) = state.group_by_name(&name)? {
             if other.id != id {
                 return Err(DomainError::NameTaken {
-                    what: "group",
+                    what: "group".into(),
                     name,
                 }
                 .into());

@@ -18,15 +18,19 @@ pub(super) fn create(
 ) -> Decided {
     let creator = match actor {
         Actor::System => None,
-        Actor::User(id) => Some(state.user(id)?.ok_or(DomainError::NotFound("user"))?),
+        Actor::User(id) => Some(
+            state
+                .user(id)?
+                .ok_or(DomainError::NotFound("user".into()))?,
+        ),
     };
     let cat = state
         .category(category)?
-        .ok_or(DomainError::NotFound("category"))?;
+        .ok_or(DomainError::NotFound("category".into()))?;
     if let Some(u) = &creator {
         if !u.admin && !lists::may_create_rooms(state, category, u.id)? {
             return Err(DomainError::Forbidden(
-                "only the category's creators (and administrators) create rooms in it",
+                "only the category's creators (and administrators) create rooms in it".into(),
             )
             .into());
         }
@@ -37,7 +41,11 @@ pub(super) fn create(
         .ok_or_else(|| DomainError::Invalid("a room needs a name".into()))?;
     check_name(&name)?;
     if state.room_by_name(&name)?.is_some() {
-        return Err(DomainError::NameTaken { what: "room", name }.into());
+        return Err(DomainError::NameTaken {
+            what: "room".into(),
+            name,
+        }
+        .into());
     }
     if changes.category.is_some_and(|c| c != category) {
         return Err(DomainError::Invalid("two different categories given".into()).into());
@@ -88,17 +96,21 @@ pub(super) fn update(
     room_id: RoomId,
     changes: RoomChanges,
 ) -> Decided {
-    let mut room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    let mut room = state
+        .room(room_id)?
+        .ok_or(DomainError::NotFound("room".into()))?;
     let mut admin = true;
     if let Actor::User(id) = actor {
-        let user = state.user(id)?.ok_or(DomainError::NotFound("user"))?;
+        let user = state
+            .user(id)?
+            .ok_or(DomainError::NotFound("user".into()))?;
         let caller = caller_in(state, &user, room_id)?;
         if !permissions::can_find(&room, caller) {
-            return Err(DomainError::NotFound("room").into());
+            return Err(DomainError::NotFound("room".into()).into());
         }
         if !permissions::can_manage(&room, caller) {
             return Err(DomainError::Forbidden(
-                "only the room's managers and administrators edit a room",
+                "only the room's managers and administrators edit a room".into(),
             )
             .into());
         }
@@ -109,7 +121,11 @@ pub(super) fn update(
         check_name(&name)?;
         if let Some(other) = state.room_by_name(&name)? {
             if other.id != room_id {
-                return Err(DomainError::NameTaken { what: "room", name }.into());
+                return Err(DomainError::NameTaken {
+                    what: "room".into(),
+                    name,
+                }
+                .into());
             }
         }
         room.name = name;
@@ -117,7 +133,7 @@ pub(super) fn update(
     if let Some(c) = changes.category {
         if c != room.category && !admin {
             return Err(DomainError::Forbidden(
-                "only administrators move a room to another category",
+                "only administrators move a room to another category".into(),
             )
             .into());
         }
@@ -125,14 +141,14 @@ pub(super) fn update(
     }
     let cat = state
         .category(room.category)?
-        .ok_or(DomainError::NotFound("category"))?;
+        .ok_or(DomainError::NotFound("category".into()))?;
     properties(state, &mut room, &cat, &changes)?;
     if before.invitations == Invitations::False && room.invitations == Invitations::Inherit {
         // Checked here, not in `properties`, so a room created in such a
         // category simply starts with invitations off.
         if !cat.invitations {
             return Err(DomainError::Forbidden(
-                "the category has invitations off, so its rooms cannot turn them on",
+                "the category has invitations off, so its rooms cannot turn them on".into(),
             )
             .into());
         }
@@ -187,7 +203,7 @@ fn properties(
     if let Some(i) = changes.invitations {
         if i == Invitations::Inherit && !cat.invitations && room.invitations == Invitations::False {
             return Err(DomainError::Forbidden(
-                "the category has invitations off, so its rooms cannot turn them on",
+                "the category has invitations off, so its rooms cannot turn them on".into(),
             )
             .into());
         }
@@ -199,7 +215,7 @@ fn properties(
         Some(Some(name)) => {
             let a = state
                 .addin_by_name(name)?
-                .ok_or(DomainError::NotFound("add-in"))?;
+                .ok_or(DomainError::NotFound("add-in".into()))?;
             room.addin = Some(a.id);
         }
     }
@@ -246,10 +262,12 @@ fn role_events(
 }
 
 pub(super) fn invite(state: &dyn State, actor: Actor, room_id: RoomId, invitee: &str) -> Decided {
-    let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    let room = state
+        .room(room_id)?
+        .ok_or(DomainError::NotFound("room".into()))?;
     let cat = state
         .category(room.category)?
-        .ok_or(DomainError::NotFound("category"))?;
+        .ok_or(DomainError::NotFound("category".into()))?;
     let (by, caller) = match actor {
         Actor::System => (
             None,
@@ -259,19 +277,22 @@ pub(super) fn invite(state: &dyn State, actor: Actor, room_id: RoomId, invitee: 
             },
         ),
         Actor::User(id) => {
-            let user = state.user(id)?.ok_or(DomainError::NotFound("user"))?;
+            let user = state
+                .user(id)?
+                .ok_or(DomainError::NotFound("user".into()))?;
             (Some(id), caller_in(state, &user, room_id)?)
         }
     };
     if !permissions::can_find(&room, caller) {
-        return Err(DomainError::NotFound("room").into());
+        return Err(DomainError::NotFound("room".into()).into());
     }
     if !permissions::invitations_on(&room, &cat) {
-        return Err(DomainError::Forbidden("invitations are off for this room").into());
+        return Err(DomainError::Forbidden("invitations are off for this room".into()).into());
     }
     if !permissions::can_invite(&room, &cat, caller) {
         return Err(DomainError::Forbidden(
-            "only the room's managers and administrators invite (and not while it is disabled)",
+            "only the room's managers and administrators invite (and not while it is disabled)"
+                .into(),
         )
         .into());
     }
@@ -296,11 +317,15 @@ pub(super) fn invite(state: &dyn State, actor: Actor, room_id: RoomId, invitee: 
 }
 
 pub(super) fn join(state: &dyn State, actor: UserId, room_id: RoomId) -> Decided {
-    let user = state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
-    let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    let user = state
+        .user(actor)?
+        .ok_or(DomainError::NotFound("user".into()))?;
+    let room = state
+        .room(room_id)?
+        .ok_or(DomainError::NotFound("room".into()))?;
     let caller = caller_in(state, &user, room_id)?;
     if !permissions::can_find(&room, caller) {
-        return Err(DomainError::NotFound("room").into());
+        return Err(DomainError::NotFound("room".into()).into());
     }
     if caller.access.member {
         return Ok((vec![], Outcome::Room(room)));
@@ -310,7 +335,7 @@ pub(super) fn join(state: &dyn State, actor: UserId, room_id: RoomId) -> Decided
     }
     if !permissions::can_join(&room, caller) {
         return Err(DomainError::Forbidden(
-            "only Open rooms are joined freely; ask a manager for an invitation",
+            "only Open rooms are joined freely; ask a manager for an invitation".into(),
         )
         .into());
     }
@@ -329,11 +354,15 @@ pub(super) fn join(state: &dyn State, actor: UserId, room_id: RoomId) -> Decided
 }
 
 pub(super) fn leave(state: &dyn State, actor: UserId, room_id: RoomId) -> Decided {
-    let user = state.user(actor)?.ok_or(DomainError::NotFound("user"))?;
-    let room = state.room(room_id)?.ok_or(DomainError::NotFound("room"))?;
+    let user = state
+        .user(actor)?
+        .ok_or(DomainError::NotFound("user".into()))?;
+    let room = state
+        .room(room_id)?
+        .ok_or(DomainError::NotFound("room".into()))?;
     let caller = caller_in(state, &user, room_id)?;
     if !permissions::can_find(&room, caller) {
-        return Err(DomainError::NotFound("room").into());
+        return Err(DomainError::NotFound("room".into()).into());
     }
     let mut events = Vec::new();
     if caller.access.invited {
@@ -351,7 +380,7 @@ pub(super) fn leave(state: &dyn State, actor: UserId, room_id: RoomId) -> Decide
         });
     } else if caller.access.member {
         return Err(DomainError::Forbidden(
-            "you are a member through a group; a manager or administrator changes that",
+            "you are a member through a group; a manager or administrator changes that".into(),
         )
         .into());
     }

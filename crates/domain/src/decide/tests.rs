@@ -435,7 +435,9 @@ fn creator_becomes_manager_and_posts() {
     // bob is not a member of the closed room
     assert_eq!(
         m.run(post(3, r, "b")).unwrap_err(),
-        DecideError::Domain(DomainError::Forbidden("only members post in this room"))
+        DecideError::Domain(DomainError::Forbidden(
+            "only members post in this room".into()
+        ))
     );
 }
 
@@ -445,7 +447,7 @@ fn secret_room_does_not_exist_for_outsiders() {
     let r = m.make_room(2, "hidden", Privacy::Secret, RoomType::Normal);
     assert_eq!(
         m.run(post(3, r, "x")).unwrap_err(),
-        DecideError::Domain(DomainError::NotFound("room"))
+        DecideError::Domain(DomainError::NotFound("room".into()))
     );
 }
 

@@ -17,7 +17,7 @@ pub async fn create(
     Json(req): Json<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
     if !caller.user.admin {
-        return Err(pchat_domain::DomainError::Forbidden("administrators only").into());
+        return Err(pchat_domain::DomainError::Forbidden("administrators only".into()).into());
     }
     auth::check_password_policy(&req.password)?;
     if !pchat_domain::valid_name(&req.name) {
