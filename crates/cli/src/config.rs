@@ -34,6 +34,34 @@ pub struct ServeArgs {
     /// Seconds SIGTERM waits for connections to drain [default: 10].
     #[arg(long, env = "PCHAT_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<u64>,
+    /// Use a database server (`pchat db serve`) instead of the embedded
+    /// databases: ADDR, or ADDR,FAILOVER_PARTNER. Needs the cluster secret.
+    #[arg(long, env = "PCHAT_DATABASE")]
+    pub database: Option<String>,
+    /// A file holding the cluster secret (else PCHAT_CLUSTER_SECRET).
+    #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// The cluster secret: from the file if given, else PCHAT_CLUSTER_SECRET;
+/// at least 16 bytes.
+pub fn cluster_secret(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    let secret = match file {
+        Some(f) => std::fs::read(f)
+            .with_context(|| format!("cannot read the cluster secret file {}", f.display()))?
+            .trim_ascii()
+            .to_vec(),
+        None => std::env::var("PCHAT_CLUSTER_SECRET")
+            .context("set PCHAT_CLUSTER_SECRET or --cluster-secret-file")?
+            .into_bytes(),
+    };
+    if secret.len() < pchat_wire::auth::MIN_SECRET_BYTES {
+        anyhow::bail!(
+            "the cluster secret must be at least {} bytes",
+            pchat_wire::auth::MIN_SECRET_BYTES
+        );
+    }
+    Ok(secret)
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -47,6 +75,8 @@ struct FileConfig {
     default_history: Option<u32>,
     max_connections: Option<usize>,
     drain_timeout_secs: Option<u64>,
+    database: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
 }
 
 /// The settings in force.
@@ -55,6 +85,9 @@ pub struct Settings {
     pub listen: String,
     pub data_dir: PathBuf,
     pub server: pchat_server::Config,
+    /// Database server addresses (the server, then its failover partner),
+    /// with the cluster secret; None: the embedded databases.
+    pub database: Option<(Vec<String>, Vec<u8>)>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -106,7 +139,27 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         .unwrap_or_else(|| PathBuf::from("pchat-data"));
     // Uploads live next to the databases, so backups keep them together.
     let files_dir = Some(data_dir.join(pchat_engine::FILES_DIR));
+    let database = match args.database.or(file.database) {
+        None => None,
+        Some(list) => {
+            let addrs: Vec<String> = list
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+            if addrs.is_empty() || addrs.len() > 2 {
+                anyhow::bail!("--database is ADDR or ADDR,FAILOVER_PARTNER");
+            }
+            let secret = cluster_secret(
+                args.cluster_secret_file
+                    .or(file.cluster_secret_file)
+                    .as_deref(),
+            )?;
+            Some((addrs, secret))
+        }
+    };
     Ok(Settings {
+        database,
         listen,
         data_dir,
         server: pchat_server::Config {

@@ -14,6 +14,20 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DbCmd {
+    /// Run a database server: this data directory's mgc and mgccomp (with
+    /// the compliance recorder) for chat servers started with --database.
+    Serve {
+        #[arg(long, env = "PCHAT_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        listen: String,
+        /// This database server's name.
+        #[arg(long, default_value = "db1")]
+        name: String,
+        /// A file holding the cluster secret (else PCHAT_CLUSTER_SECRET).
+        #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
+        cluster_secret_file: Option<PathBuf>,
+    },
     /// A full backup (a consistent snapshot taken while the database serves;
     /// for mgc with its uploaded files), or with --log a log backup (the log
     /// records since the previous log backup).
@@ -112,8 +126,44 @@ fn plain(e: BackupError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// `pchat db serve`, until SIGTERM or Ctrl-C.
+pub async fn serve(cmd: DbCmd) -> anyhow::Result<()> {
+    let DbCmd::Serve {
+        data_dir,
+        listen,
+        name,
+        cluster_secret_file,
+    } = cmd
+    else {
+        return tokio::task::spawn_blocking(move || run(cmd)).await?;
+    };
+    let secret = crate::config::cluster_secret(cluster_secret_file.as_deref())?;
+    let _owner = crate::dirlock::lock(&data_dir, "pchat db serve")?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("pchat db listening on {addr}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::serve::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    pchat_dbserver::serve(
+        listener,
+        pchat_dbserver::Config {
+            name,
+            data_dir,
+            secret,
+        },
+        stopped,
+    )
+    .await
+}
+
 pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
     match cmd {
+        DbCmd::Serve { .. } => bail!("pchat db serve runs on the async runtime"),
         DbCmd::Backup {
             data_dir,
             database,

@@ -172,7 +172,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Cmd::Serve(args) => serve::run(args).await,
-            Cmd::Db(cmd) => tokio::task::spawn_blocking(move || db::run(cmd)).await?,
+            Cmd::Db(cmd) => db::serve(cmd).await,
             Cmd::Admin(cmd) => admin::run(*cmd).await,
             Cmd::Bench(a) => {
                 let (name, password) = a

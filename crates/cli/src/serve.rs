@@ -5,7 +5,7 @@ use crate::config::{self, ServeArgs};
 use anyhow::Context;
 use pchat_domain::{Command, Envelope};
 use pchat_engine::{compliance, ChatEngine, MGCCOMP_FILE, MGC_FILE};
-use pchat_store::ChatStore;
+use pchat_store::{ChatStore, ComplianceStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,19 +18,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let _owner = crate::dirlock::lock(&settings.data_dir, "pchat serve")?;
-    let mgc = ChatEngine::open(&settings.data_dir.join(MGC_FILE)).context("cannot open mgc")?;
-    let comp =
-        compliance::open(&settings.data_dir.join(MGCCOMP_FILE)).context("cannot open mgccomp")?;
-    let store: Arc<dyn ChatStore> = mgc.clone();
+    let (store, comp_store, local): (Arc<dyn ChatStore>, Arc<dyn ComplianceStore>, _) =
+        match &settings.database {
+            Some((addrs, secret)) => {
+                // The database server runs the compliance recorder.
+                let remote = pchat_wire::Remote(pchat_wire::RemoteStore::new(
+                    addrs.clone(),
+                    secret.clone(),
+                    settings.server.server_name.clone(),
+                ));
+                (Arc::new(remote.clone()), Arc::new(remote), None)
+            }
+            None => {
+                let mgc = ChatEngine::open(&settings.data_dir.join(MGC_FILE))
+                    .context("cannot open mgc")?;
+                let comp = compliance::open(&settings.data_dir.join(MGCCOMP_FILE))
+                    .context("cannot open mgccomp")?;
+                (mgc.clone(), comp.clone(), Some((mgc, comp)))
+            }
+        };
 
     bootstrap_admin(&store, &settings).await?;
 
     let (stop_recorder, recorder_stop) = tokio::sync::watch::channel(false);
-    let recorder = tokio::spawn(compliance::run_recorder(
-        store.clone(),
-        comp.clone(),
-        recorder_stop,
-    ));
+    let recorder = local.as_ref().map(|(_, comp)| {
+        tokio::spawn(compliance::run_recorder(
+            store.clone(),
+            comp.clone(),
+            recorder_stop,
+        ))
+    });
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -49,27 +66,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("pchat listening on http://{addr}");
 
     let state =
-        pchat_server::AppState::with_compliance(store.clone(), Some(comp.clone()), settings.server);
+        pchat_server::AppState::with_compliance(store.clone(), Some(comp_store), settings.server);
     pchat_server::serve(listener, state, shutdown_signal()).await?;
 
-    // Everything acknowledged is already durable in mgc; let the recorder
-    // copy the tail into mgccomp before closing (it resumes from its cursor
-    // after a crash anyway).
-    let target = store.identity().await?.last_lsn;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while compliance::recorded_through(&comp).await? < target
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let (Some((mgc, comp)), Some(recorder)) = (local, recorder) {
+        // Everything acknowledged is already durable in mgc; let the recorder
+        // copy the tail into mgccomp before closing (it resumes from its
+        // cursor after a crash anyway).
+        let target = store.identity().await?.last_lsn;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while compliance::recorded_through(&comp).await? < target
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_recorder.send(true);
+        match recorder.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "compliance recorder stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "compliance recorder failed"),
+            Ok(Ok(())) => {}
+        }
+        mgc.close();
+        comp.close();
     }
-    let _ = stop_recorder.send(true);
-    match recorder.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "compliance recorder stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "compliance recorder failed"),
-        Ok(Ok(())) => {}
-    }
-    mgc.close();
-    comp.close();
     tracing::info!("stopped");
     Ok(())
 }
@@ -119,7 +138,7 @@ async fn bootstrap_admin(
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

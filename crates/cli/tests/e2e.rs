@@ -11,6 +11,7 @@ mod e2e {
     pub mod compliance;
     pub mod crash;
     pub mod data;
+    pub mod dbserver;
     pub mod files;
     pub mod fuzz;
     pub mod room_model;

@@ -69,7 +69,8 @@ pub trait State {
 }
 
 /// What the caller gets back once the events are durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     User(User),
     Session {

@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum StoreError {
     /// The chat model refused the command; nothing changed.
     #[error(transparent)]
@@ -50,7 +51,7 @@ pub struct Identity {
 }
 
 /// A command's result, once its batch is durable.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Committed {
     /// LSN of the last event the command wrote (the database's last LSN at the
     /// time when it wrote nothing).
@@ -59,7 +60,8 @@ pub struct Committed {
 }
 
 /// Which messages of a room to read, always returned in ascending `seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
 pub enum Page {
     Latest { limit: u32 },
     Before { seq: Seq, limit: u32 },
@@ -96,7 +98,7 @@ pub struct RoomRoles {
     pub presenters: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchQuery {
     /// Free text; every word must match (prefix match on the last word).
     pub text: String,
@@ -107,7 +109,7 @@ pub struct SearchQuery {
     pub before: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchHit {
     /// Cursor for paging: stable for the life of the message.
     pub id: i64,

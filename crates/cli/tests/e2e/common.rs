@@ -89,6 +89,15 @@ impl Server {
         s
     }
 
+    /// Like `restart`, with these environment variables.
+    pub fn restart_with(mut self, env: &[(&str, &str)]) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut s = Server::start_in(&self.data_dir, env);
+        s._dir = self._dir.take();
+        s
+    }
+
     pub fn ws_url(&self, token: &str) -> String {
         format!(
             "{}/api/v1/stream?access_token={token}",

@@ -1,0 +1,176 @@
+//! A chat server on a database server (`pchat serve --database`), real
+//! processes on 127.0.0.1: the API works as with the embedded engine; the
+//! chat server survives a database server restart; a wrong cluster secret
+//! is refused.
+
+use super::common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "a shared cluster secret";
+
+struct DbServer {
+    child: Child,
+    addr: String,
+}
+
+impl DbServer {
+    fn start(dir: &Path, listen: &str) -> DbServer {
+        let mut child = pchat()
+            .args(["db", "serve", "--listen", listen, "--data-dir"])
+            .arg(dir)
+            .env("PCHAT_CLUSTER_SECRET", SECRET)
+            .env("PCHAT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("pchat db serve exited").unwrap();
+            if let Some(a) = line.strip_prefix("pchat db listening on ") {
+                break a.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        DbServer { child, addr }
+    }
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DbServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_server_on_a_database_server() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let mut db = DbServer::start(db_dir.path(), "127.0.0.1:0");
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", db.addr.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut chat = Server::start_in(chat_dir.path(), &env);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let alice = c.user(&admin, "alice").await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &alice,
+            json!({"name": "lobby", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    // Live delivery over the WebSocket, fed by the database server's log.
+    let mut ws = ws_connect(&chat.ws_url(&admin)).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "subscribe", "rooms": {room.to_string(): 0}}),
+    )
+    .await;
+    ws_until(&mut ws, "subscribed").await;
+    for i in 1..=20 {
+        assert_eq!(
+            c.post(&alice, room, &format!("m{i}"), &format!("c{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let frames = ws_until(&mut ws, "message").await;
+    assert_eq!(frames.last().unwrap()["seq"], 1);
+    assert_eq!(
+        seqs(&c.history(&alice, room).await),
+        (1..=20).collect::<Vec<_>>()
+    );
+    // Compliance is recorded on the database server.
+    let mut chats = 0;
+    for _ in 0..100 {
+        let r = c
+            .call(
+                "GET",
+                "/api/v1/compliance/records?limit=1000",
+                Some(&admin),
+                Value::Null,
+            )
+            .await;
+        chats = r.body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "CHAT")
+            .count();
+        if chats == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(chats, 20);
+
+    // The database server dies: posts answer 503 (retry-safe), nothing hangs.
+    let addr = db.addr.clone();
+    db.kill9();
+    let a = c.post(&alice, room, "while down", "down1").await;
+    assert_eq!((a.status, a.code()), (503, "unavailable"), "{}", a.body);
+    // It comes back on the same address: the chat server reconnects, and
+    // the retried post is committed once.
+    let _db = DbServer::start(db_dir.path(), &addr);
+    let mut ok = false;
+    for _ in 0..100 {
+        let a = c.post(&alice, room, "while down", "down1").await;
+        if a.status == 201 || a.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the chat server did not reconnect");
+    let h = c.history(&alice, room).await;
+    assert_eq!(h.len(), 21);
+    assert_eq!(h.iter().filter(|m| m["body"] == "while down").count(), 1);
+
+    // A chat server restarted on the database server keeps everything.
+    chat.kill9();
+    let chat = chat.restart_with(&env);
+    let c = chat.client();
+    let alice = c.sign_in("alice", "alice-password").await;
+    assert_eq!(c.history(&alice, room).await.len(), 21);
+}
+
+#[test]
+fn a_wrong_cluster_secret_is_refused() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = DbServer::start(db_dir.path(), "127.0.0.1:0");
+    let chat_dir = tempfile::tempdir().unwrap();
+    let out = pchat()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(chat_dir.path())
+        .env("PCHAT_DATABASE", &db.addr)
+        .env("PCHAT_CLUSTER_SECRET", "not the cluster secret at all")
+        .env("PCHAT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth"), "{err}");
+    // Too short a secret is refused before connecting.
+    let out = pchat()
+        .args(["db", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(db_dir.path().join("other"))
+        .env("PCHAT_CLUSTER_SECRET", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 bytes"));
+}

@@ -1,0 +1,155 @@
+//! A database server on 127.0.0.1, used through the network client: the
+//! ChatStore conformance suite, and the handshake's refusals.
+
+use pchat_dbserver::{serve, Config};
+use pchat_store::ChatStore;
+use pchat_wire::frame;
+use pchat_wire::message::*;
+use pchat_wire::{Remote, RemoteStore};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &[u8] = b"a cluster secret for tests";
+
+struct TestServer {
+    addr: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(serve(
+        listener,
+        Config {
+            name: "db1".into(),
+            data_dir: dir.path().to_path_buf(),
+            secret: SECRET.to_vec(),
+        },
+        stopped,
+    ));
+    TestServer {
+        addr,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_store_conforms_to_the_chat_store_contract() {
+    for (name, check) in pchat_store::conformance::CHECKS {
+        let server = start().await;
+        let store: Arc<dyn ChatStore> = Arc::new(Remote(RemoteStore::new(
+            vec![server.addr.clone()],
+            SECRET.to_vec(),
+            "conformance".into(),
+        )));
+        let handle = tokio::spawn(check(store));
+        if let Err(e) = handle.await {
+            panic!("conformance check {name} failed over the network: {e}");
+        }
+        server.shutdown().await;
+    }
+}
+
+async fn handshake(addr: &str, hello: impl FnOnce(String) -> Vec<u8>) -> ServerMsg {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let nonce = match frame::read::<ServerMsg>(&mut s).await.unwrap() {
+        ServerMsg::Challenge { nonce, version, .. } => {
+            assert_eq!(version, pchat_wire::PROTOCOL_VERSION);
+            nonce
+        }
+        other => panic!("{other:?}"),
+    };
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&hello(nonce)).await.unwrap();
+    frame::read::<ServerMsg>(&mut s).await.unwrap()
+}
+
+fn hello(version: u16, secret: &[u8], nonce: &str) -> Vec<u8> {
+    frame::encode(&ClientMsg::Hello {
+        version,
+        client: "probe".into(),
+        proof: pchat_wire::auth::client_proof(secret, nonce, "probe"),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_handshake_refuses_wrong_secrets_versions_and_garbage() {
+    let server = start().await;
+    let a = &server.addr;
+    let code = |m: ServerMsg| match m {
+        ServerMsg::Refused { code, .. } => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(
+        code(handshake(a, |n| hello(1, b"the wrong secret!!", &n)).await),
+        "auth"
+    );
+    assert_eq!(
+        code(handshake(a, |n| hello(99, SECRET, &n)).await),
+        "version"
+    );
+    assert_eq!(
+        code(handshake(a, |_| b"\x00\x00\x00\x05hello".to_vec()).await),
+        "malformed"
+    );
+    assert_eq!(
+        code(handshake(a, |_| b"\xff\xff\xff\xff".to_vec()).await),
+        "malformed",
+        "a frame over the limit"
+    );
+    assert!(matches!(
+        handshake(a, |n| hello(1, SECRET, &n)).await,
+        ServerMsg::Welcome { .. }
+    ));
+    // A client with the wrong secret gets a clear "unavailable" answer.
+    let wrong = Remote(RemoteStore::new(
+        vec![a.clone()],
+        b"the wrong secret!!".to_vec(),
+        "x".into(),
+    ));
+    let e = wrong.user_count().await.unwrap_err();
+    assert!(e.to_string().contains("auth"), "{e}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_fails_over_to_the_partner_and_pending_requests_answer_unavailable() {
+    let first = start().await;
+    let second = start().await;
+    // The first address is dead: the client uses its partner.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let store = RemoteStore::new(
+        vec![dead, second.addr.clone()],
+        SECRET.to_vec(),
+        "chat1".into(),
+    );
+    let remote = Remote(store.clone());
+    assert_eq!(remote.user_count().await.unwrap(), 0);
+    assert_eq!(store.connected_to().as_deref(), Some("db1"));
+    // The server goes away: the next request says unavailable, none hangs.
+    second.shutdown().await;
+    let e = remote.user_count().await.unwrap_err();
+    assert!(
+        matches!(e, pchat_store::StoreError::Unavailable(_)),
+        "{e:?}"
+    );
+    first.shutdown().await;
+}

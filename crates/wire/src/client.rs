@@ -1,0 +1,519 @@
+//! [`RemoteStore`]: a database server, seen through `ChatStore` and
+//! `ComplianceStore`, so the chat server cannot tell it from the embedded
+//! engine.
+//!
+//! One TCP connection carries every request, tagged with an id; answers may
+//! come back in any order. Commands are written in the order `submit` is
+//! called and the server queues them in arrival order, so the in-order
+//! promise of `ChatStore::submit` holds across the network. When the
+//! connection fails, every pending request answers `unavailable` (posts are
+//! retried by clients with the same `client_msg_id`), subscriptions end
+//! (their owners subscribe again from their last LSN), and the next request
+//! connects again, to the first address that answers: the database and its
+//! failover partner.
+
+use crate::auth;
+use crate::frame::{self, FrameError};
+use crate::message::*;
+use pchat_domain::*;
+use pchat_store::*;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<serde_json::Value, StoreError>>>>>;
+type Subs = Arc<Mutex<HashMap<u64, mpsc::Sender<Result<Arc<LogRecord>, StoreError>>>>>;
+
+/// A live connection: where to write, and what waits for answers.
+struct Link {
+    out: mpsc::UnboundedSender<ClientMsg>,
+    /// False once the reader has seen the connection end.
+    alive: Arc<std::sync::atomic::AtomicBool>,
+    pending: Pending,
+    subs: Subs,
+    server: String,
+}
+
+pub struct RemoteStore {
+    /// The database server, then its failover partner.
+    addrs: Vec<String>,
+    secret: Vec<u8>,
+    client: String,
+    link: Mutex<Option<Arc<Link>>>,
+    /// Serialises reconnecting (a tokio mutex: held across the handshake).
+    connecting: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    metrics: Arc<StoreMetrics>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RemoteStore {
+    /// A store that connects on first use to the first of `addrs` that
+    /// answers the handshake.
+    pub fn new(addrs: Vec<String>, secret: Vec<u8>, client: String) -> Arc<RemoteStore> {
+        Arc::new(RemoteStore {
+            addrs,
+            secret,
+            client,
+            link: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            metrics: Arc::new(StoreMetrics::default()),
+        })
+    }
+
+    /// The server of the current connection, if any.
+    pub fn connected_to(&self) -> Option<String> {
+        self.link
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|l| l.server.clone()))
+    }
+
+    fn current(&self) -> Option<Arc<Link>> {
+        let l = self.link.lock().ok()?;
+        l.as_ref()
+            .filter(|l| l.alive.load(Ordering::SeqCst) && !l.out.is_closed())
+            .cloned()
+    }
+
+    async fn link(&self) -> Result<Arc<Link>, StoreError> {
+        if let Some(l) = self.current() {
+            return Ok(l);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(l) = self.current() {
+            return Ok(l);
+        }
+        let mut last = String::from("no database server address");
+        for addr in &self.addrs {
+            match connect(addr, &self.secret, &self.client).await {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    if let Ok(mut slot) = self.link.lock() {
+                        *slot = Some(l.clone());
+                    }
+                    return Ok(l);
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "database server not reachable");
+                    last = format!("{addr}: {e}");
+                }
+            }
+        }
+        Err(unavailable(last))
+    }
+
+    /// Sends a request now (so requests leave in call order) and answers a
+    /// future of its reply.
+    fn send(
+        self: &Arc<Self>,
+        req: Request,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, StoreError>> + Send + 'static
+    {
+        let this = self.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Fast path: an open link takes the request synchronously, keeping order.
+        let (tx, rx) = oneshot::channel();
+        let sent = match self.current() {
+            Some(l) => enqueue(&l, id, req.clone(), tx).map(|_| None),
+            None => Ok(Some((req, tx))),
+        };
+        async move {
+            match sent {
+                Err(e) => return Err(e),
+                Ok(Some((req, tx))) => {
+                    let l = this.link().await?;
+                    enqueue(&l, id, req, tx)?;
+                }
+                Ok(None) => {}
+            }
+            rx.await
+                .map_err(|_| unavailable("the database server connection was lost"))?
+        }
+    }
+
+    async fn ask<T: DeserializeOwned>(self: &Arc<Self>, req: Request) -> Result<T, StoreError> {
+        let v = self.send(req).await?;
+        serde_json::from_value(v)
+            .map_err(|e| StoreError::Internal(format!("unexpected answer: {e}")))
+    }
+
+    fn read<T: DeserializeOwned + Send + 'static>(
+        self: &Arc<Self>,
+        query: Query,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let this = self.clone();
+        Box::pin(async move { this.ask(Request::Read { query }).await })
+    }
+}
+
+fn enqueue(
+    l: &Link,
+    id: u64,
+    req: Request,
+    tx: oneshot::Sender<Result<serde_json::Value, StoreError>>,
+) -> Result<(), StoreError> {
+    if let Ok(mut p) = l.pending.lock() {
+        p.insert(id, tx);
+    }
+    // The reader marks the link dead, then answers everything pending: if
+    // it has already done so, this request would wait forever; take it back.
+    if !l.alive.load(Ordering::SeqCst) {
+        if let Ok(mut p) = l.pending.lock() {
+            p.remove(&id);
+        }
+        return Err(unavailable("the database server connection was lost"));
+    }
+    l.out
+        .send(ClientMsg::Request { id, req })
+        .map_err(|_| unavailable("the database server connection was lost"))
+}
+
+/// Connects, runs the handshake, and starts the reader and writer tasks.
+async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreError> {
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| unavailable("connect timed out"))?
+        .map_err(unavailable)?;
+    let _ = stream.set_nodelay(true);
+    let (mut r, mut w) = stream.into_split();
+    let hello = async {
+        let nonce = match frame::read::<ServerMsg>(&mut r)
+            .await
+            .map_err(unavailable)?
+        {
+            ServerMsg::Challenge { version, nonce, .. } if version == PROTOCOL_VERSION => nonce,
+            ServerMsg::Challenge { version, .. } => {
+                return Err(unavailable(format!(
+                    "the database server speaks protocol {version}, this pchat {PROTOCOL_VERSION}"
+                )))
+            }
+            other => return Err(unavailable(format!("unexpected first frame {other:?}"))),
+        };
+        frame::write(
+            &mut w,
+            &ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                client: client.to_string(),
+                proof: auth::client_proof(secret, &nonce, client),
+            },
+        )
+        .await
+        .map_err(unavailable)?;
+        match frame::read::<ServerMsg>(&mut r)
+            .await
+            .map_err(unavailable)?
+        {
+            ServerMsg::Welcome { server, proof } => {
+                if !auth::check_server(secret, &nonce, client, &proof) {
+                    return Err(unavailable(
+                        "the database server does not know the cluster secret",
+                    ));
+                }
+                Ok(server)
+            }
+            ServerMsg::Refused { code, message } => {
+                Err(unavailable(format!("refused ({code}): {message}")))
+            }
+            other => Err(unavailable(format!("unexpected frame {other:?}"))),
+        }
+    };
+    let server = tokio::time::timeout(std::time::Duration::from_secs(5), hello)
+        .await
+        .map_err(|_| unavailable("handshake timed out"))??;
+    let (out, mut queue) = mpsc::unbounded_channel::<ClientMsg>();
+    let pending: Pending = Arc::default();
+    let subs: Subs = Arc::default();
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tokio::spawn(async move {
+        while let Some(msg) = queue.recv().await {
+            if let Err(e) = frame::write(&mut w, &msg).await {
+                tracing::debug!(error = %e, "database server connection: write failed");
+                break;
+            }
+        }
+    });
+    {
+        let (pending, subs, alive) = (pending.clone(), subs.clone(), alive.clone());
+        let out = out.clone();
+        tokio::spawn(async move {
+            let why = loop {
+                match frame::read::<ServerMsg>(&mut r).await {
+                    Ok(ServerMsg::Response { id, result }) => {
+                        let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                        if let Some(tx) = tx {
+                            let _ = tx.send(result);
+                        }
+                    }
+                    Ok(ServerMsg::Record { sub, record }) => {
+                        let tx = subs.lock().ok().and_then(|s| s.get(&sub).cloned());
+                        let Some(tx) = tx else { continue };
+                        let rec = serde_json::from_value::<LogRecord>(record)
+                            .map(Arc::new)
+                            .map_err(|e| StoreError::Internal(format!("bad log record: {e}")));
+                        // Backpressure: a slow subscriber slows its connection.
+                        if tx.send(rec).await.is_err() {
+                            let _ = out.send(ClientMsg::Request {
+                                id: 0,
+                                req: Request::Unsubscribe { sub },
+                            });
+                            if let Ok(mut s) = subs.lock() {
+                                s.remove(&sub);
+                            }
+                        }
+                    }
+                    Ok(ServerMsg::Ended { sub, error }) => {
+                        let tx = subs.lock().ok().and_then(|mut s| s.remove(&sub));
+                        if let Some(tx) = tx {
+                            let _ = tx.send(Err(error)).await;
+                        }
+                    }
+                    Ok(other) => break format!("unexpected frame {other:?}"),
+                    Err(FrameError::Closed) => {
+                        break "the database server closed the connection".into()
+                    }
+                    Err(e) => break e.to_string(),
+                }
+            };
+            tracing::warn!(reason = %why, "database server connection lost");
+            alive.store(false, Ordering::SeqCst);
+            // Everyone waiting learns now; the next request reconnects.
+            let waiting: Vec<_> = pending
+                .lock()
+                .map(|mut p| p.drain().collect())
+                .unwrap_or_default();
+            for (_, tx) in waiting {
+                let _ = tx.send(Err(unavailable(&why)));
+            }
+            let ended: Vec<_> = subs
+                .lock()
+                .map(|mut s| s.drain().collect())
+                .unwrap_or_default();
+            for (_, tx) in ended {
+                let _ = tx.send(Err(unavailable(&why))).await;
+            }
+            drop(out);
+        });
+    }
+    Ok(Link {
+        out,
+        alive,
+        pending,
+        subs,
+        server,
+    })
+}
+
+/// `ChatStore` is implemented on `Arc<RemoteStore>`'s inner type through
+/// this handle, which every method clones cheaply.
+#[derive(Clone)]
+pub struct Remote(pub Arc<RemoteStore>);
+
+impl ChatStore for Remote {
+    fn submit(&self, command: Envelope) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        let started = Instant::now();
+        let metrics = self.0.metrics.clone();
+        let answer = self.0.send(Request::Submit { envelope: command });
+        Box::pin(async move {
+            let v = answer.await?;
+            metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            serde_json::from_value(v)
+                .map_err(|e| StoreError::Internal(format!("unexpected answer: {e}")))
+        })
+    }
+
+    fn subscribe(&self, after: Lsn) -> Result<Subscription, StoreError> {
+        let (tx, rx) = mpsc::channel(1024);
+        let this = self.0.clone();
+        tokio::spawn(async move {
+            let link = match this.link().await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            // Register before asking, so no record can arrive unrouted: the
+            // id is the request's, which the server uses for the subscription.
+            let id = this.next_id.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut s) = link.subs.lock() {
+                s.insert(id, tx.clone());
+            }
+            if !link.alive.load(Ordering::SeqCst) {
+                // The reader already ended every subscription it knew.
+                if let Ok(mut s) = link.subs.lock() {
+                    s.remove(&id);
+                }
+                let _ = tx
+                    .send(Err(unavailable("the database server connection was lost")))
+                    .await;
+                return;
+            }
+            let (otx, orx) = oneshot::channel();
+            if let Err(e) = enqueue(&link, id, Request::Subscribe { after }, otx) {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            match orx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    if let Ok(mut s) = link.subs.lock() {
+                        s.remove(&id);
+                    }
+                    let _ = tx.send(Err(e)).await;
+                }
+                Err(_) => {}
+            }
+        });
+        Ok(rx)
+    }
+
+    fn identity(&self) -> BoxFuture<'_, Result<Identity, StoreError>> {
+        let this = self.0.clone();
+        Box::pin(async move { this.ask(Request::Identity { db: Db::Mgc }).await })
+    }
+
+    fn metrics(&self) -> Arc<StoreMetrics> {
+        self.0.metrics.clone()
+    }
+
+    fn user(&self, id: UserId) -> BoxFuture<'_, Result<Option<User>, StoreError>> {
+        self.0.read(Query::User { id })
+    }
+    fn credentials(
+        &self,
+        name: String,
+    ) -> BoxFuture<'_, Result<Option<(User, String)>, StoreError>> {
+        self.0.read(Query::Credentials { name })
+    }
+    fn session_user(&self, token_hash: String) -> BoxFuture<'_, Result<Option<User>, StoreError>> {
+        self.0.read(Query::SessionUser { token_hash })
+    }
+    fn user_count(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.0.read(Query::UserCount)
+    }
+    fn category(&self, id: CategoryId) -> BoxFuture<'_, Result<Option<Category>, StoreError>> {
+        self.0.read(Query::Category { id })
+    }
+    fn categories(&self) -> BoxFuture<'_, Result<Vec<Category>, StoreError>> {
+        self.0.read(Query::Categories)
+    }
+    fn room(&self, id: RoomId) -> BoxFuture<'_, Result<Option<RoomInfo>, StoreError>> {
+        self.0.read(Query::Room { id })
+    }
+    fn room_roles(&self, id: RoomId) -> BoxFuture<'_, Result<RoomRoles, StoreError>> {
+        self.0.read(Query::RoomRoles { id })
+    }
+    fn access(&self, room: RoomId, user: UserId) -> BoxFuture<'_, Result<Access, StoreError>> {
+        self.0.read(Query::Access { room, user })
+    }
+    fn rooms_with_access(
+        &self,
+        user: UserId,
+    ) -> BoxFuture<'_, Result<Vec<(RoomInfo, Access)>, StoreError>> {
+        self.0.read(Query::RoomsWithAccess { user })
+    }
+    fn configuration(&self) -> BoxFuture<'_, Result<PoolConfig, StoreError>> {
+        self.0.read(Query::Configuration)
+    }
+    fn file_in_room(
+        &self,
+        room: RoomId,
+        sha256: String,
+    ) -> BoxFuture<'_, Result<Option<FileRef>, StoreError>> {
+        self.0.read(Query::FileInRoom { room, sha256 })
+    }
+    fn feeds(&self, user: UserId) -> BoxFuture<'_, Result<Vec<Feed>, StoreError>> {
+        self.0.read(Query::Feeds { user })
+    }
+    fn feed_messages(
+        &self,
+        feed: Feed,
+        rooms: Vec<RoomId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<SearchHit>, StoreError>> {
+        self.0.read(Query::FeedMessages {
+            feed,
+            rooms,
+            before,
+            limit,
+        })
+    }
+    fn users(&self) -> BoxFuture<'_, Result<Vec<User>, StoreError>> {
+        self.0.read(Query::Users)
+    }
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupDetails>, StoreError>> {
+        self.0.read(Query::Groups)
+    }
+    fn group(&self, id: GroupId) -> BoxFuture<'_, Result<Option<GroupDetails>, StoreError>> {
+        self.0.read(Query::Group { id })
+    }
+    fn category_lists(&self, id: CategoryId) -> BoxFuture<'_, Result<CategoryLists, StoreError>> {
+        self.0.read(Query::CategoryLists { id })
+    }
+    fn addins(&self) -> BoxFuture<'_, Result<Vec<AddIn>, StoreError>> {
+        self.0.read(Query::Addins)
+    }
+    fn invitations(&self, user: UserId) -> BoxFuture<'_, Result<Vec<Invitation>, StoreError>> {
+        self.0.read(Query::Invitations { user })
+    }
+    fn eligible(&self, room: RoomId) -> BoxFuture<'_, Result<Vec<(User, Access)>, StoreError>> {
+        self.0.read(Query::Eligible { room })
+    }
+    fn messages(
+        &self,
+        room: RoomId,
+        page: Page,
+    ) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        self.0.read(Query::Messages { room, page })
+    }
+    fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Vec<SearchHit>, StoreError>> {
+        self.0.read(Query::Search { query })
+    }
+}
+
+impl ComplianceStore for Remote {
+    fn records(&self, query: RecordQuery) -> BoxFuture<'_, Result<Vec<StoredRecord>, StoreError>> {
+        let this = self.0.clone();
+        Box::pin(async move {
+            this.ask(Request::Compliance {
+                query: ComplianceQuery::Records { query },
+            })
+            .await
+        })
+    }
+    fn export_mark(&self, job: String) -> BoxFuture<'_, Result<i64, StoreError>> {
+        let this = self.0.clone();
+        Box::pin(async move {
+            this.ask(Request::Compliance {
+                query: ComplianceQuery::Mark { job },
+            })
+            .await
+        })
+    }
+    fn move_export_mark(
+        &self,
+        job: String,
+        from: i64,
+        through: i64,
+    ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        let this = self.0.clone();
+        Box::pin(async move {
+            this.ask(Request::Compliance {
+                query: ComplianceQuery::MoveMark { job, from, through },
+            })
+            .await
+        })
+    }
+}
