@@ -4,9 +4,12 @@
 //! A backup is one file:
 //!
 //! ```text
-//! MAGIC "PCHATBK1" | header length (u32 LE) | header (JSON) | sections | SHA-256 of all before it
+//! sections | header (JSON) | header length (u32 LE) | MAGIC "PCHATBK1" | BLAKE3 of all before it
 //! ```
 //!
+//! The header comes last so that a full backup's first section, the
+//! database, is written straight into the file by SQLite's online backup
+//! (one write of the data, not two).
 //! The header names the database, its family, its fork history, the LSN
 //! range, the backup set's name and description, when and by which pchat it
 //! was written, and the sections that follow. A **full** backup holds a
@@ -103,23 +106,6 @@ fn refused(msg: impl Into<String>) -> BackupError {
     BackupError::Refused(msg.into())
 }
 
-/// Counts and hashes what passes through.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
@@ -154,73 +140,44 @@ fn remove_leftovers(path: &Path, what: &str) {
     }
 }
 
-/// Where a section's bytes come from when writing.
-enum Source {
-    File(PathBuf),
-    Bytes(Vec<u8>),
-}
-
-/// Writes header and sections to `to` under a temporary name, with the
-/// checksum, fsynced, then renamed into place.
-fn write_backup(
+/// Finishes a backup whose sections are already in `tmp`: appends the
+/// header, its length, the magic and the checksum over everything, fsyncs,
+/// and renames it to `to`.
+fn seal(
+    tmp: &Path,
     to: &Path,
     mut header: BackupHeader,
-    parts: Vec<(String, Source)>,
+    sections: Vec<Section>,
 ) -> Result<BackupHeader, BackupError> {
-    header.sections = parts
-        .iter()
-        .map(|(name, src)| {
-            let len = match src {
-                Source::File(p) => std::fs::metadata(p)?.len(),
-                Source::Bytes(b) => b.len() as u64,
-            };
-            Ok(Section {
-                name: name.clone(),
-                len,
-            })
-        })
-        .collect::<std::io::Result<_>>()?;
+    header.sections = sections;
     let head = serde_json::to_vec(&header).map_err(|e| refused(e.to_string()))?;
-    remove_leftovers(to, "tmp");
-    let tmp = temp_beside(to, "tmp");
-    let result = (|| -> Result<(), BackupError> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = Hashing {
-            inner: std::io::BufWriter::new(file),
-            hasher: Sha256::new(),
-        };
-        w.write_all(MAGIC)?;
-        w.write_all(&(head.len() as u32).to_le_bytes())?;
-        w.write_all(&head)?;
-        for ((_, src), section) in parts.iter().zip(&header.sections) {
-            let copied = match src {
-                Source::File(p) => std::io::copy(&mut std::fs::File::open(p)?, &mut w)?,
-                Source::Bytes(b) => {
-                    w.write_all(b)?;
-                    b.len() as u64
-                }
-            };
-            if copied != section.len {
-                return Err(refused(format!(
-                    "section {} changed while it was being written",
-                    section.name
-                )));
-            }
-        }
-        let digest = w.hasher.finalize();
-        let mut inner = w.inner;
-        inner.write_all(&digest)?;
-        let file = inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    let mut f = std::fs::OpenOptions::new().append(true).open(tmp)?;
+    let expected: u64 = header.sections.iter().map(|s| s.len).sum();
+    if f.metadata()?.len() != expected {
+        return Err(refused(
+            "the backup's data changed while it was being written",
+        ));
     }
-    std::fs::rename(&tmp, to)?;
+    f.write_all(&head)?;
+    f.write_all(&(head.len() as u32).to_le_bytes())?;
+    f.write_all(MAGIC)?;
+    // Everything just written is in the page cache: hashing it back is cheap.
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(tmp)?),
+        &mut hasher,
+    )?;
+    f.write_all(hasher.finalize().as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, to)?;
     sync_parent(to)?;
     Ok(header)
+}
+
+/// Appends a file's bytes; answers how many.
+fn append(out: &mut std::fs::File, from: &Path) -> std::io::Result<u64> {
+    std::io::copy(&mut std::fs::File::open(from)?, out)
 }
 
 fn forks(conn: &Connection) -> rusqlite::Result<Vec<Fork>> {
@@ -295,25 +252,47 @@ pub fn full_backup(
     name: &str,
     description: &str,
 ) -> Result<BackupHeader, BackupError> {
-    remove_leftovers(to, "snapshot");
-    let snapshot = temp_beside(to, "snapshot");
+    remove_leftovers(to, "tmp");
+    let tmp = temp_beside(to, "tmp");
     let result = (|| {
-        // One read transaction: the copy is the database at one LSN.
-        let conn = database::open_connection(db)?;
-        conn.execute("VACUUM INTO ?1", [snapshot.to_string_lossy()])?;
-        drop(conn);
-        let snap = database::open_connection(&snapshot)?;
-        let header = header_of(&snap, BackupKind::Full, name, description)?;
-        drop(snap);
-        let mut parts = vec![("db".to_string(), Source::File(snapshot.clone()))];
+        // SQLite's online backup, in one step: it holds one read
+        // transaction for the whole copy, so the copy is the database at one
+        // LSN while writers go on (WAL); it copies pages, straight into the
+        // backup file.
+        let src = database::open_connection(db)?;
+        let mut dst = Connection::open(&tmp)?;
+        {
+            let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
+            b.step(-1)?;
+        }
+        // A plain (rollback-journal) file: nothing beside it (-wal, -shm)
+        // that a later reader would create or need.
+        dst.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(dst);
+        drop(src);
+        let header = {
+            let snap = database::open_connection(&tmp)?;
+            header_of(&snap, BackupKind::Full, name, description)?
+        };
+        let mut sections = vec![Section {
+            name: "db".into(),
+            len: std::fs::metadata(&tmp)?.len(),
+        }];
         if let Some(dir) = files_dir {
+            let mut out = std::fs::OpenOptions::new().append(true).open(&tmp)?;
             for (sha, path) in uploaded_files(dir)? {
-                parts.push((format!("file:{sha}"), Source::File(path)));
+                let len = append(&mut out, &path)?;
+                sections.push(Section {
+                    name: format!("file:{sha}"),
+                    len,
+                });
             }
         }
-        write_backup(to, header, parts)
+        seal(&tmp, to, header, sections)
     })();
-    let _ = std::fs::remove_file(&snapshot);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
     let header = result?;
     record(db, &header, to)?;
     Ok(header)
@@ -374,7 +353,26 @@ pub fn log_backup(
     tx.finish()?;
     drop(conn);
     header.first_lsn = first;
-    let header = write_backup(to, header, vec![("log".into(), Source::Bytes(lines))])?;
+    remove_leftovers(to, "tmp");
+    let tmp = temp_beside(to, "tmp");
+    let written = std::fs::write(&tmp, &lines)
+        .map_err(BackupError::from)
+        .and_then(|_| {
+            let len = lines.len() as u64;
+            seal(
+                &tmp,
+                to,
+                header,
+                vec![Section {
+                    name: "log".into(),
+                    len,
+                }],
+            )
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let header = written?;
     record(db, &header, to)?;
     Ok(header)
 }
@@ -409,62 +407,66 @@ struct RawRecord {
     event: String,
 }
 
+/// The trailer: header length (4) + magic (8) + checksum (32).
+const TRAILER: u64 = 44;
+
 /// Reads the header of a backup file (without checking the rest).
-fn read_header(r: &mut impl Read, what: &str) -> Result<(BackupHeader, Vec<u8>), BackupError> {
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)
-        .map_err(|_| BackupError::NotABackup(what.to_string()))?;
-    if &magic != MAGIC {
-        return Err(BackupError::NotABackup(what.to_string()));
+fn read_header(path: &Path) -> Result<BackupHeader, BackupError> {
+    use std::io::{Seek, SeekFrom};
+    let what = path.display().to_string();
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < TRAILER {
+        return Err(BackupError::NotABackup(format!(
+            "{what} (too short to be a complete backup)"
+        )));
     }
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)
-        .map_err(|_| BackupError::Damaged("truncated in its header".into()))?;
-    let len = u32::from_le_bytes(len);
-    if len > MAX_HEADER {
-        return Err(BackupError::Damaged(format!("a header of {len} bytes")));
+    f.seek(SeekFrom::Start(len - TRAILER))?;
+    let mut trailer = [0u8; TRAILER as usize];
+    f.read_exact(&mut trailer)?;
+    if &trailer[4..12] != MAGIC {
+        return Err(BackupError::NotABackup(format!(
+            "{what} (no pchat trailer: truncated, or another kind of file)"
+        )));
     }
-    let mut head = vec![0u8; len as usize];
-    r.read_exact(&mut head)
-        .map_err(|_| BackupError::Damaged("truncated in its header".into()))?;
+    let hl = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    if hl > MAX_HEADER || u64::from(hl) + TRAILER > len {
+        return Err(BackupError::Damaged(format!("a header of {hl} bytes")));
+    }
+    f.seek(SeekFrom::Start(len - TRAILER - u64::from(hl)))?;
+    let mut head = vec![0u8; hl as usize];
+    f.read_exact(&mut head)?;
     let format: serde_json::Value = serde_json::from_slice(&head)
         .map_err(|e| BackupError::Damaged(format!("unreadable header: {e}")))?;
-    if let Some(f) = format.get("format").and_then(|f| f.as_u64()) {
-        if f != u64::from(FORMAT) {
-            return Err(BackupError::UnsupportedFormat(f as u32));
+    if let Some(v) = format.get("format").and_then(|v| v.as_u64()) {
+        if v != u64::from(FORMAT) {
+            return Err(BackupError::UnsupportedFormat(v as u32));
         }
     }
     let header: BackupHeader = serde_json::from_slice(&head)
         .map_err(|e| BackupError::Damaged(format!("unreadable header: {e}")))?;
-    let mut prefix = MAGIC.to_vec();
-    prefix.extend_from_slice(&len.to_le_bytes());
-    prefix.extend_from_slice(&head);
-    Ok((header, prefix))
-}
-
-/// Checks a backup completely without restoring it: its header, that its
-/// sections add up, and its checksum. Answers the header.
-pub fn verify(path: &Path) -> Result<BackupHeader, BackupError> {
-    let mut f = std::io::BufReader::new(std::fs::File::open(path)?);
-    let what = path.display().to_string();
-    let (header, prefix) = read_header(&mut f, &what)?;
-    let mut hasher = Sha256::new();
-    hasher.update(&prefix);
     let body: u64 = header.sections.iter().map(|s| s.len).sum();
-    let copied = std::io::copy(&mut (&mut f).take(body), &mut HashSink(&mut hasher))?;
-    if copied != body {
+    if body != len - TRAILER - u64::from(hl) {
         return Err(BackupError::Damaged(format!(
-            "truncated: {copied} of {body} bytes of data"
+            "its sections hold {body} bytes, the file {} (truncated or altered)",
+            len - TRAILER - u64::from(hl)
         )));
     }
+    Ok(header)
+}
+
+/// Checks a backup completely without restoring it: its trailer and header,
+/// that its sections add up, and its checksum. Answers the header.
+pub fn verify(path: &Path) -> Result<BackupHeader, BackupError> {
+    let header = read_header(path)?;
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut hasher = blake3::Hasher::new();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    std::io::copy(&mut (&mut r).take(len - 32), &mut hasher)?;
     let mut digest = [0u8; 32];
-    f.read_exact(&mut digest)
-        .map_err(|_| BackupError::Damaged("truncated: the checksum is missing".into()))?;
-    let mut rest = [0u8; 1];
-    if f.read(&mut rest)? != 0 {
-        return Err(BackupError::Damaged("data after the checksum".into()));
-    }
-    if hasher.finalize().as_slice() != digest {
+    r.read_exact(&mut digest)?;
+    if hasher.finalize() != blake3::Hash::from_bytes(digest) {
         return Err(BackupError::Damaged("the checksum does not match".into()));
     }
     check_header(&header)?;
@@ -492,18 +494,6 @@ fn check_header(h: &BackupHeader) -> Result<(), BackupError> {
         return bad("an unknown database name");
     }
     Ok(())
-}
-
-struct HashSink<'a>(&'a mut Sha256);
-
-impl Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// What state a restore leaves the database in.
@@ -535,19 +525,47 @@ pub struct RestoreReport {
     pub fork_id: String,
 }
 
-/// Reads the sections of a verified backup in order.
+/// Hashes what is read through it.
+struct HashReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads the sections of a backup in order, checking the checksum over the
+/// whole file as it goes: the caller must not make anything it wrote from
+/// them take effect unless this returns Ok.
 fn sections(
     path: &Path,
     header: &BackupHeader,
     mut each: impl FnMut(&Section, &mut dyn Read) -> Result<(), BackupError>,
 ) -> Result<(), BackupError> {
-    let mut f = std::io::BufReader::new(std::fs::File::open(path)?);
-    read_header(&mut f, &path.display().to_string())?;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut r = HashReader {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        hasher: blake3::Hasher::new(),
+    };
     for s in &header.sections {
-        let mut part = (&mut f).take(s.len);
+        let mut part = (&mut r).take(s.len);
         each(s, &mut part)?;
         // Whatever the reader left of this section is skipped.
         std::io::copy(&mut part, &mut std::io::sink())?;
+    }
+    let body: u64 = header.sections.iter().map(|s| s.len).sum();
+    // The header, its length and the magic are under the checksum too.
+    std::io::copy(&mut (&mut r).take(len - 32 - body), &mut std::io::sink())?;
+    let mut digest = [0u8; 32];
+    r.inner.read_exact(&mut digest)?;
+    if r.hasher.finalize() != blake3::Hash::from_bytes(digest) {
+        return Err(BackupError::Damaged("the checksum does not match".into()));
     }
     Ok(())
 }
@@ -561,7 +579,11 @@ pub fn restore(
     files_dir: Option<&Path>,
     opts: RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
-    let header = verify(backup)?;
+    // The header now; the checksum while the data is read, before anything
+    // read takes effect (a full restore builds beside the target, a log
+    // restore parses every record before its transaction).
+    let header = read_header(backup)?;
+    check_header(&header)?;
     match header.kind {
         BackupKind::Full => restore_full(backup, &header, db, files_dir, opts),
         BackupKind::Log => match header.database.as_str() {
