@@ -32,8 +32,8 @@ pub enum DbCmd {
     /// for mgc with its uploaded files), or with --log a log backup (the log
     /// records since the previous log backup).
     Backup {
-        #[arg(long, env = "PCHAT_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        at: At,
         #[arg(long, value_enum)]
         database: Database,
         #[arg(long)]
@@ -87,12 +87,47 @@ pub enum DbCmd {
     },
     /// Every database of a data directory: state, identity, LSNs, fork.
     Status {
-        #[arg(long, env = "PCHAT_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        at: At,
         #[arg(long)]
         json: bool,
     },
 }
+
+/// Where a command runs: on a data directory, or through a database
+/// server (then paths such as `--to` are on the server's machine).
+#[derive(clap::Args, Debug)]
+pub struct At {
+    #[arg(
+        long,
+        env = "PCHAT_DATA_DIR",
+        conflicts_with = "server",
+        required_unless_present = "server"
+    )]
+    data_dir: Option<PathBuf>,
+    /// A database server's address (`pchat db serve`).
+    #[arg(long)]
+    server: Option<String>,
+    /// With --server: a file holding the cluster secret (else PCHAT_CLUSTER_SECRET).
+    #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+impl At {
+    /// Runs `f` against the database server named by `--server`.
+    fn remote<T>(
+        &self,
+        f: impl FnOnce(std::sync::Arc<pchat_wire::RemoteStore>) -> Fut<T>,
+    ) -> anyhow::Result<T> {
+        let addr = self.server.clone().context("--server or --data-dir")?;
+        let secret = crate::config::cluster_secret(self.cluster_secret_file.as_deref())?;
+        let store = pchat_wire::RemoteStore::new(vec![addr], secret, "pchat-db".into());
+        let rt = tokio::runtime::Handle::current();
+        rt.block_on(f(store))
+    }
+}
+
+type Fut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>> + Send>>;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Database {
@@ -165,7 +200,7 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
     match cmd {
         DbCmd::Serve { .. } => bail!("pchat db serve runs on the async runtime"),
         DbCmd::Backup {
-            data_dir,
+            at,
             database,
             to,
             log,
@@ -173,6 +208,31 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             description,
             json,
         } => {
+            let Some(data_dir) = at.data_dir.clone() else {
+                let db = match database {
+                    Database::Mgc => pchat_wire::message::Db::Mgc,
+                    Database::Mgccomp => pchat_wire::message::Db::Mgccomp,
+                };
+                let to_s = to.display().to_string();
+                let h = at.remote(move |store| {
+                    Box::pin(async move {
+                        store
+                            .backup(db, to_s, log, name, description)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))
+                    })
+                })?;
+                return out(json, &h, || {
+                    format!(
+                        "{} backup of {} (LSNs {}-{}) written by the server to {}",
+                        if log { "log" } else { "full" },
+                        h["database"].as_str().unwrap_or(""),
+                        h["first_lsn"],
+                        h["last_lsn"],
+                        to.display()
+                    )
+                });
+            };
             let db = data_dir.join(database.file());
             if !db.exists() {
                 bail!(
@@ -311,7 +371,16 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                 lines.join("\n")
             })
         }
-        DbCmd::Status { data_dir, json } => {
+        DbCmd::Status { at, json } => {
+            let Some(data_dir) = at.data_dir.clone() else {
+                let v = at.remote(|store| {
+                    Box::pin(
+                        async move { store.status().await.map_err(|e| anyhow::anyhow!("{e}")) },
+                    )
+                })?;
+                let dbs = v["databases"].as_array().cloned().unwrap_or_default();
+                return out(json, &v, || status_text(&dbs));
+            };
             let mut dbs = Vec::new();
             for file in [MGC_FILE, MGCCOMP_FILE] {
                 let path = data_dir.join(file);
@@ -331,19 +400,23 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                 bail!("{} holds no pchat databases", data_dir.display());
             }
             out(json, &serde_json::json!({ "databases": dbs }), || {
-                dbs.iter()
-                    .map(|d| {
-                        format!(
-                            "{:<8} {:<9} last LSN {:>8}  fork {}",
-                            d["database"].as_str().unwrap_or(""),
-                            d["state"].as_str().unwrap_or(""),
-                            d["last_lsn"],
-                            d["fork_id"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                status_text(&dbs)
             })
         }
     }
+}
+
+fn status_text(dbs: &[serde_json::Value]) -> String {
+    dbs.iter()
+        .map(|d| {
+            format!(
+                "{:<8} {:<9} last LSN {:>8}  fork {}",
+                d["database"].as_str().unwrap_or(""),
+                d["state"].as_str().unwrap_or(""),
+                d["last_lsn"],
+                d["fork_id"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

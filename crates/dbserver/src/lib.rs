@@ -231,9 +231,19 @@ async fn connection(
                 }
             }
             other => {
-                let (dbs, out) = (dbs.clone(), out.clone());
+                let (dbs, out, data_dir) = (dbs.clone(), out.clone(), config.data_dir.clone());
                 tokio::spawn(async move {
-                    let answer = answer(&dbs, other).await;
+                    let answer = match other {
+                        Request::Status => status(&data_dir).await,
+                        Request::Backup {
+                            db,
+                            to,
+                            log,
+                            name,
+                            description,
+                        } => backup(&data_dir, db, to, log, name, description).await,
+                        other => answer(&dbs, other).await,
+                    };
                     let _ = out.send(ServerMsg::Response { id, result: answer }).await;
                 });
             }
@@ -245,6 +255,63 @@ async fn connection(
     drop(out);
     let _ = writer.await;
     result
+}
+
+fn db_file(db: Db) -> &'static str {
+    match db {
+        Db::Mgc => MGC_FILE,
+        Db::Mgccomp => MGCCOMP_FILE,
+    }
+}
+
+async fn status(data_dir: &std::path::Path) -> Result<serde_json::Value, StoreError> {
+    let data_dir = data_dir.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
+        let mut dbs = Vec::new();
+        for file in [MGC_FILE, MGCCOMP_FILE] {
+            let conn =
+                pchat_engine::open_connection(&data_dir.join(file)).map_err(|e| e.to_string())?;
+            let id = pchat_engine::read_identity(&conn)
+                .map_err(|e| e.to_string())?
+                .ok_or("a database without identity")?;
+            let state = pchat_engine::read_state(&conn).map_err(|e| e.to_string())?;
+            dbs.push(serde_json::json!({
+                "database": id.name, "state": state, "family_id": id.family_id,
+                "fork_id": id.fork_id, "last_lsn": id.last_lsn,
+            }));
+        }
+        Ok(serde_json::json!({ "databases": dbs }))
+    })
+    .await
+    .map_err(|e| StoreError::Internal(e.to_string()))?;
+    out.map_err(StoreError::Internal)
+}
+
+async fn backup(
+    data_dir: &std::path::Path,
+    db: Db,
+    to: String,
+    log: bool,
+    name: String,
+    description: String,
+) -> Result<serde_json::Value, StoreError> {
+    let data_dir = data_dir.to_path_buf();
+    let done = tokio::task::spawn_blocking(move || {
+        let file = data_dir.join(db_file(db));
+        let to = std::path::PathBuf::from(to);
+        if log {
+            pchat_engine::backup::log_backup(&file, &to, &name, &description)
+        } else {
+            let files = (db == Db::Mgc).then(|| data_dir.join(pchat_engine::FILES_DIR));
+            pchat_engine::backup::full_backup(&file, files.as_deref(), &to, &name, &description)
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Internal(e.to_string()))?;
+    // A refusal (nothing to back up, a bad path) is the caller's to read.
+    let header =
+        done.map_err(|e| StoreError::Domain(pchat_domain::DomainError::Invalid(e.to_string())))?;
+    value(Ok(header))
 }
 
 fn response<T: Serialize>(id: u64, r: Result<T, StoreError>) -> ServerMsg {
@@ -312,8 +379,10 @@ async fn answer(dbs: &Databases, req: Request) -> Result<serde_json::Value, Stor
             }
         }
         // Handled by the connection loop.
-        Request::Submit { .. } | Request::Subscribe { .. } | Request::Unsubscribe { .. } => {
-            Err(StoreError::Internal("not a query".into()))
-        }
+        Request::Submit { .. }
+        | Request::Subscribe { .. }
+        | Request::Unsubscribe { .. }
+        | Request::Status
+        | Request::Backup { .. } => Err(StoreError::Internal("not a query".into())),
     }
 }

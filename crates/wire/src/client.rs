@@ -146,6 +146,30 @@ impl RemoteStore {
             .map_err(|e| StoreError::Internal(format!("unexpected answer: {e}")))
     }
 
+    /// Every hosted database's state and identity (`pchat db status --server`).
+    pub async fn status(self: &Arc<Self>) -> Result<serde_json::Value, StoreError> {
+        self.ask(Request::Status).await
+    }
+
+    /// A backup written by the database server (`pchat db backup --server`).
+    pub async fn backup(
+        self: &Arc<Self>,
+        db: Db,
+        to: String,
+        log: bool,
+        name: String,
+        description: String,
+    ) -> Result<serde_json::Value, StoreError> {
+        self.ask(Request::Backup {
+            db,
+            to,
+            log,
+            name,
+            description,
+        })
+        .await
+    }
+
     fn read<T: DeserializeOwned + Send + 'static>(
         self: &Arc<Self>,
         query: Query,

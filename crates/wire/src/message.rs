@@ -80,6 +80,17 @@ pub enum Request {
     Compliance {
         query: ComplianceQuery,
     },
+    /// Every hosted database: name, state, family, fork, last LSN.
+    Status,
+    /// A backup written by the database server to `to`, a path on its
+    /// machine (a share it can reach). Answered with the backup's header.
+    Backup {
+        db: Db,
+        to: String,
+        log: bool,
+        name: String,
+        description: String,
+    },
 }
 
 /// The read queries of `ChatStore`, one to one.

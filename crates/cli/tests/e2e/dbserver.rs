@@ -118,6 +118,66 @@ async fn a_chat_server_on_a_database_server() {
     }
     assert_eq!(chats, 20);
 
+    // Status and a backup through the database server.
+    let status = pchat()
+        .args(["db", "status", "--json", "--server", &db.addr])
+        .env("PCHAT_CLUSTER_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["databases"][0]["state"], "ONLINE", "{status}");
+    let share = tempfile::tempdir().unwrap();
+    let to = share.path().join("mgc.bak");
+    let out = pchat()
+        .args([
+            "db",
+            "backup",
+            "--json",
+            "--database",
+            "mgc",
+            "--server",
+            &db.addr,
+            "--to",
+        ])
+        .arg(&to)
+        .env("PCHAT_CLUSTER_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = pchat()
+        .args(["db", "verify", "--json"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(verified.status.success());
+    let h: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(h["database"], "mgc");
+    let refused = pchat()
+        .args([
+            "db",
+            "backup",
+            "--database",
+            "mgc",
+            "--server",
+            &db.addr,
+            "--log",
+            "--to",
+            "/nonexistent/dir/x.trn",
+        ])
+        .env("PCHAT_CLUSTER_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+
     // The database server dies: posts answer 503 (retry-safe), nothing hangs.
     let addr = db.addr.clone();
     db.kill9();
