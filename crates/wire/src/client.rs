@@ -283,21 +283,38 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
                         let rec = serde_json::from_value::<LogRecord>(record)
                             .map(Arc::new)
                             .map_err(|e| StoreError::Internal(format!("bad log record: {e}")));
-                        // Backpressure: a slow subscriber slows its connection.
-                        if tx.send(rec).await.is_err() {
-                            let _ = out.send(ClientMsg::Request {
-                                id: 0,
-                                req: Request::Unsubscribe { sub },
+                        // Never wait here: this task also carries the answers
+                        // a subscriber may be waiting for. A subscriber that
+                        // falls a whole buffer behind is ended with an error
+                        // (it subscribes again from its last LSN).
+                        let lagged = match tx.try_send(rec) {
+                            Ok(()) => continue,
+                            Err(mpsc::error::TrySendError::Full(_)) => true,
+                            Err(mpsc::error::TrySendError::Closed(_)) => false,
+                        };
+                        let _ = out.send(ClientMsg::Request {
+                            id: 0,
+                            req: Request::Unsubscribe { sub },
+                        });
+                        if let Ok(mut s) = subs.lock() {
+                            s.remove(&sub);
+                        }
+                        if lagged {
+                            tokio::spawn(async move {
+                                let _ = tx
+                                    .send(Err(unavailable(
+                                        "the subscriber fell behind; subscribe again from the last LSN",
+                                    )))
+                                    .await;
                             });
-                            if let Ok(mut s) = subs.lock() {
-                                s.remove(&sub);
-                            }
                         }
                     }
                     Ok(ServerMsg::Ended { sub, error }) => {
                         let tx = subs.lock().ok().and_then(|mut s| s.remove(&sub));
                         if let Some(tx) = tx {
-                            let _ = tx.send(Err(error)).await;
+                            tokio::spawn(async move {
+                                let _ = tx.send(Err(error)).await;
+                            });
                         }
                     }
                     Ok(other) => break format!("unexpected frame {other:?}"),
@@ -322,7 +339,10 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
                 .map(|mut s| s.drain().collect())
                 .unwrap_or_default();
             for (_, tx) in ended {
-                let _ = tx.send(Err(unavailable(&why))).await;
+                let why = why.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(Err(unavailable(why))).await;
+                });
             }
             drop(out);
         });
