@@ -234,3 +234,87 @@ fn a_wrong_cluster_secret_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 bytes"));
 }
+
+/// SIGKILL of the database server under load: every post the chat server
+/// acknowledged is on the restarted database server exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_server_killed_under_load_loses_nothing_acknowledged() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let mut db = DbServer::start(db_dir.path(), "127.0.0.1:0");
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", db.addr.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat = Server::start_in(chat_dir.path(), &env);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "busy", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, i64)>::new()));
+    let mut tasks = Vec::new();
+    for lane in 0..4 {
+        let (c, admin, acked) = (c.clone(), admin.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..2000 {
+                let id = format!("l{lane}-{i}");
+                let a = c.post(&admin, room, &id, &id).await;
+                if a.status == 201 {
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((id, a.body["seq"].as_i64().unwrap()));
+                } else {
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let addr = db.addr.clone();
+    db.kill9();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 10,
+        "some posts were acknowledged before the kill"
+    );
+    let _db = DbServer::start(db_dir.path(), &addr);
+    let mut history = Vec::new();
+    for _ in 0..100 {
+        let a = c
+            .call(
+                "GET",
+                &format!("/api/v1/rooms/{room}/messages?after=0&limit=1"),
+                Some(&admin),
+                Value::Null,
+            )
+            .await;
+        if a.status == 200 {
+            history = c.history(&admin, room).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bodies: Vec<&str> = history
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    for (id, seq) in &acked {
+        let n = bodies.iter().filter(|b| *b == id).count();
+        assert_eq!(n, 1, "acknowledged {id} (seq {seq}) is there exactly once");
+    }
+    assert_eq!(
+        seqs(&history),
+        (1..=history.len() as i64).collect::<Vec<_>>()
+    );
+}
