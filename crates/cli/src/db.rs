@@ -282,9 +282,10 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             } else {
                 Recovery::Recovery
             };
-            // Check the file before taking the directory, so a bad file
-            // never even locks it.
-            let h = backup::verify(&from).map_err(plain)?;
+            // The header before taking the directory (a wrong file never
+            // even locks it); the checksum is checked as the data is read,
+            // before anything takes effect.
+            let h = backup::read_header(&from).map_err(plain)?;
             if h.database != database.file().trim_end_matches(".db") {
                 bail!(
                     "{} holds a backup of {}, not of {}",

@@ -410,8 +410,9 @@ struct RawRecord {
 /// The trailer: header length (4) + magic (8) + checksum (32).
 const TRAILER: u64 = 44;
 
-/// Reads the header of a backup file (without checking the rest).
-fn read_header(path: &Path) -> Result<BackupHeader, BackupError> {
+/// Reads the header of a backup file (cheap: the checksum over the data is
+/// checked by `verify`, and by `restore` as it reads).
+pub fn read_header(path: &Path) -> Result<BackupHeader, BackupError> {
     use std::io::{Seek, SeekFrom};
     let what = path.display().to_string();
     let mut f = std::fs::File::open(path)?;
