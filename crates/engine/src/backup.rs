@@ -18,8 +18,8 @@
 //! a **log** backup holds the log records since the previous log backup, so
 //! log backups form a chain. A file is written under a temporary name,
 //! fsynced, and renamed: a crash never leaves a file that looks complete.
-//! Every restore reads and checks the whole file first, so a corrupt or
-//! truncated one changes nothing.
+//! A restore checks the checksum as it reads, before anything it read
+//! takes effect, so a corrupt or truncated file changes nothing.
 //!
 //! Restoring a full backup builds the new database beside the target and
 //! renames it into place (the target is either as it was or restored, never
