@@ -86,8 +86,8 @@ pub struct BackupHeader {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{0} is not a pchat backup")]
-    NotABackup(String),
+    #[error("{0} is not a complete pchat backup: {1}")]
+    NotABackup(String, &'static str),
     #[error("backup format {0} is not supported (this pchat reads format {FORMAT})")]
     UnsupportedFormat(u32),
     #[error("the backup is damaged: {0}")]
@@ -418,17 +418,16 @@ pub fn read_header(path: &Path) -> Result<BackupHeader, BackupError> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     if len < TRAILER {
-        return Err(BackupError::NotABackup(format!(
-            "{what} (too short to be a complete backup)"
-        )));
+        return Err(BackupError::NotABackup(what, "it is too short"));
     }
     f.seek(SeekFrom::Start(len - TRAILER))?;
     let mut trailer = [0u8; TRAILER as usize];
     f.read_exact(&mut trailer)?;
     if &trailer[4..12] != MAGIC {
-        return Err(BackupError::NotABackup(format!(
-            "{what} (no pchat trailer: truncated, or another kind of file)"
-        )));
+        return Err(BackupError::NotABackup(
+            what,
+            "it lacks the pchat trailer (truncated, or another kind of file)",
+        ));
     }
     let hl = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     if hl > MAX_HEADER || u64::from(hl) + TRAILER > len {
@@ -884,7 +883,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Found>, BackupError> {
                 header: Some(h),
                 error: None,
             }),
-            Err(BackupError::NotABackup(_)) => {}
+            Err(BackupError::NotABackup(..)) => {}
             Err(e) => out.push(Found {
                 file,
                 header: None,
