@@ -153,3 +153,79 @@ async fn a_client_fails_over_to_the_partner_and_pending_requests_answer_unavaila
     );
     first.shutdown().await;
 }
+
+/// A subscriber that stops reading must not stall the connection it shares
+/// with requests (the chat server's hub awaits reads while it follows the
+/// log): reads keep answering, and the subscriber, a buffer behind, gets
+/// an error telling it to subscribe again instead of records going missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_never_blocks_requests_and_is_ended_not_skipped() {
+    use pchat_domain::*;
+    let server = start().await;
+    let store = Remote(RemoteStore::new(
+        vec![server.addr.clone()],
+        SECRET.to_vec(),
+        "t".into(),
+    ));
+    let env = |command| Envelope {
+        origin: "t".into(),
+        command,
+    };
+    store
+        .submit(env(Command::BootstrapAdmin {
+            name: "admin".into(),
+            password_hash: "h".into(),
+        }))
+        .await
+        .unwrap();
+    store
+        .submit(env(Command::new_category(Actor::System, "c")))
+        .await
+        .unwrap();
+    store
+        .submit(env(Command::new_room(Actor::System, 1, "r", Privacy::Open)))
+        .await
+        .unwrap();
+    let mut sub = store.subscribe(0).unwrap();
+    // Far more records than the subscription's buffer, nobody reading.
+    let posts: Vec<_> = (0..3000)
+        .map(|i| {
+            store.submit(env(Command::PostMessage {
+                actor: 1,
+                room: 1,
+                body: format!("m{i}"),
+                client_msg_id: format!("c{i}"),
+                alert: false,
+            }))
+        })
+        .collect();
+    for p in posts {
+        p.await.unwrap();
+    }
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(5), store.user_count()).await;
+    assert_eq!(
+        answered
+            .expect("a read answered while the subscriber stalled")
+            .unwrap(),
+        1
+    );
+    // The subscriber sees records in order with no gap, then an error.
+    let mut last = 0;
+    let ended = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), sub.recv()).await {
+            Ok(Some(Ok(rec))) => {
+                assert_eq!(rec.lsn, last + 1, "no gap");
+                last = rec.lsn;
+            }
+            Ok(Some(Err(e))) => break e,
+            other => panic!("the stalled subscription neither ended nor continued: {other:?}"),
+        }
+    };
+    assert!(
+        matches!(ended, pchat_store::StoreError::Unavailable(_)),
+        "{ended:?}"
+    );
+    assert!(last < 3003, "it fell behind and was ended, at LSN {last}");
+    server.shutdown().await;
+}

@@ -326,13 +326,16 @@ pub struct FileRef {
     pub content_type: String,
 }
 
+/// A SHA-256 as files are named by it: 64 lowercase hex digits.
+pub fn valid_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 impl FileRef {
     pub fn valid(&self) -> bool {
-        self.sha256.len() == 64
-            && self
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        valid_sha256(&self.sha256)
             && self.size >= 0
             && valid_name(&self.name)
             && !self.name.contains(['/', '\\'])

@@ -234,7 +234,7 @@ fn uploaded_files(files_dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
             let f = f?;
             let rest = f.file_name().to_string_lossy().to_string();
             let sha = format!("{p}{rest}");
-            if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if pchat_store::blob_path(files_dir, &sha).as_deref() == Some(f.path().as_path()) {
                 out.push((sha, f.path()));
             }
         }
@@ -718,10 +718,8 @@ fn restore_full(
 
 /// Stores an uploaded file from a backup (content-addressed; checked).
 fn put_file(dir: &Path, sha: &str, r: &mut dyn Read) -> Result<(), BackupError> {
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(BackupError::Damaged(format!("a file named {sha}")));
-    }
-    let target = dir.join("sha256").join(&sha[..2]).join(&sha[2..]);
+    let target = pchat_store::blob_path(dir, sha)
+        .ok_or_else(|| BackupError::Damaged(format!("a file named {sha}")))?;
     let mut bytes = Vec::new();
     r.read_to_end(&mut bytes)?;
     let actual: String = Sha256::digest(&bytes)

@@ -30,16 +30,7 @@ impl FileStore {
 
     /// Where a file's content lives.
     pub fn path(&self, sha256: &str) -> Option<PathBuf> {
-        let valid = sha256.len() == 64
-            && sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        valid.then(|| {
-            self.dir
-                .join("sha256")
-                .join(&sha256[..2])
-                .join(&sha256[2..])
-        })
+        pchat_store::blob_path(&self.dir, sha256)
     }
 
     /// Streams `body` to disk, at most `max` bytes; answers (sha256, size).

@@ -51,9 +51,20 @@ pub struct Query<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // `access_token` is the authentication extractor's (browsers cannot
+        // set headers everywhere); every other parameter is the handler's.
+        let query: Vec<&str> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("access_token="))
+            .collect();
+        let uri: axum::http::Uri = format!("/?{}", query.join("&"))
+            .parse()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "malformed query string"))?;
+        axum::extract::Query::<T>::try_from_uri(&uri)
             .map(|q| Query(q.0))
             .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
     }

@@ -227,6 +227,19 @@ pub trait ComplianceStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<i64, StoreError>>;
 }
 
+/// Where an uploaded file's content lives in a data directory's files
+/// folder: `sha256/ab/cdef…`, named by the SHA-256 of the content. The one
+/// place this layout is written down (the chat server stores there,
+/// backups read and restore there). None for a name that is not a SHA-256.
+pub fn blob_path(files_dir: &std::path::Path, sha256: &str) -> Option<std::path::PathBuf> {
+    pchat_domain::valid_sha256(sha256).then(|| {
+        files_dir
+            .join("sha256")
+            .join(&sha256[..2])
+            .join(&sha256[2..])
+    })
+}
+
 /// A fixed-bucket histogram that many threads record into without locks.
 /// Exposed in Prometheus text format by the chat server.
 pub struct Histogram {

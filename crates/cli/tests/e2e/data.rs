@@ -238,6 +238,7 @@ async fn export_then_import_reproduces_the_pool() {
             text.lines().take(5).collect::<Vec<_>>().join("\n"),
         ),
         ("garbage", "not json\n".to_string()),
+        ("carol missing", without_user(&text, "carol")),
     ] {
         let p = work.path().join(name);
         std::fs::write(&p, bad).unwrap();
@@ -249,6 +250,9 @@ async fn export_then_import_reproduces_the_pool() {
             p.to_str().unwrap(),
         ]);
         assert!(!ok, "{name}: {out}");
+        if name == "carol missing" {
+            assert!(out.contains("does not define"), "{out}");
+        }
         assert!(
             !target.join("mgc.db").exists(),
             "{name}: nothing may be created"
@@ -303,4 +307,32 @@ async fn export_then_import_reproduces_the_pool() {
         c2.post(&alice, id, "after import", "x1").await.body["seq"],
         last + 1
     );
+}
+
+/// The export with one user's line taken out and the end line recomputed:
+/// a well-formed file whose lists name someone it does not define.
+fn without_user(text: &str, name: &str) -> String {
+    use sha2::Digest;
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"end\""))
+        .filter(|l| {
+            !(l.contains("\"type\":\"user\"") && l.contains(&format!("\"name\":\"{name}\"")))
+        })
+        .collect();
+    let mut hasher = sha2::Sha256::new();
+    for l in &lines {
+        hasher.update(l.as_bytes());
+        hasher.update(b"\n");
+    }
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let end = json!({"type": "end", "items": lines.len() - 1, "sha256": sha}).to_string();
+    lines.push(&end);
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
 }

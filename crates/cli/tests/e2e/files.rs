@@ -144,6 +144,45 @@ async fn upload_download_limits_and_crash() {
         .await;
     assert_eq!(h.body["messages"].as_array().unwrap().len(), 2);
 
+    // Browsers may authenticate with ?access_token= on any GET (a download
+    // link, history) instead of the header.
+    let a = c
+        .call(
+            "GET",
+            &format!("{url}?access_token={bob}"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let a = c
+        .call(
+            "GET",
+            &format!("/api/v1/rooms/{room}/messages?limit=1&access_token={bob}"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        a.body["messages"].as_array().map(|m| m.len()),
+        Some(1),
+        "{}",
+        a.body
+    );
+    let a = c
+        .call(
+            "GET",
+            &format!("/api/v1/rooms/{room}/messages?lmit=1"),
+            Some(&bob),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        a.code(),
+        "invalid_query",
+        "unknown parameters are still refused"
+    );
+
     // Members download; others may not; unknown files are not found.
     let (status, bytes, disposition) = download(&c, &bob, &url).await;
     assert_eq!((status, bytes), (200, content.clone()));

@@ -34,9 +34,6 @@ pub struct RecordParams {
     since: Option<i64>,
     until: Option<i64>,
     limit: Option<u32>,
-    /// Read by the authentication extractor (browsers), not here.
-    #[serde(rename = "access_token")]
-    _access_token: Option<String>,
 }
 
 pub async fn records(

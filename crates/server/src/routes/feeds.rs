@@ -90,9 +90,6 @@ pub async fn delete(
 pub struct PageParams {
     limit: Option<u32>,
     before: Option<String>,
-    /// Read by the authentication extractor (browsers), not here.
-    #[serde(rename = "access_token")]
-    _access_token: Option<String>,
 }
 
 /// `GET /api/v1/feeds/{id}/messages`: matching messages, newest first, in

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pchat_api::{ErrorCode, MessageView};
-use pchat_domain::permissions;
+
 use pchat_domain::{AccessKind, Command, FileRef, Outcome};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -24,9 +24,6 @@ pub struct UploadParams {
     client_msg_id: String,
     /// Text posted with the file (default: its name).
     body: Option<String>,
-    /// Read by the authentication extractor (browsers), not here.
-    #[serde(rename = "access_token")]
-    _access_token: Option<String>,
 }
 
 fn store(state: &AppState) -> ApiResult<FileStore> {
@@ -126,22 +123,7 @@ pub async fn download(
     let room: i64 = room
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::RoomNotFound, "not a room id"))?;
-    let info = state
-        .store
-        .room(room)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "room not found"))?;
-    let access = state.store.access(room, caller.user.id).await?;
-    let me = crate::views::caller(&caller.user, access);
-    if !permissions::can_find(&info, me) {
-        return Err(ApiError::new(ErrorCode::RoomNotFound, "room not found"));
-    }
-    if !permissions::can_read(&info, me) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only members download this room's files",
-        ));
-    }
+    super::rooms::readable_room(&state, &caller.user, room).await?;
     let not_found = || ApiError::new(ErrorCode::NotFound, "no such file in this room");
     let file = state
         .store

@@ -65,9 +65,6 @@ pub struct HistoryParams {
     before: Option<Seq>,
     after: Option<Seq>,
     limit: Option<u32>,
-    /// Read by the authentication extractor (browsers), not here.
-    #[serde(rename = "access_token")]
-    _access_token: Option<String>,
 }
 
 pub async fn list(
@@ -76,13 +73,7 @@ pub async fn list(
     RoomIdPath(room): RoomIdPath,
     Query(p): Query<HistoryParams>,
 ) -> ApiResult<axum::Json<MessagesResponse>> {
-    let view = super::rooms::visible_room(&state, &caller.user, room, false).await?;
-    if !view.can_read {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only members read this room",
-        ));
-    }
+    super::rooms::readable_room(&state, &caller.user, room).await?;
     let limit = match p.limit {
         Some(l) => l,
         None => state

@@ -12,8 +12,10 @@ use pchat_api::{
     CategoryRef, CreateRoomRequest, EligibleResponse, EligibleView, ErrorCode, InvitationView,
     InvitationsResponse, InviteRequest, PatchRoomRequest, RoomView, RoomsResponse,
 };
-use pchat_domain::permissions::{can_find, can_manage};
-use pchat_domain::{name_key, CategoryId, Command, ListChange, Outcome, RoomChanges, RoomId, User};
+use pchat_domain::permissions::{can_find, can_manage, can_read};
+use pchat_domain::{
+    name_key, CategoryId, Command, ListChange, Outcome, RoomChanges, RoomId, RoomInfo, User,
+};
 use std::sync::Arc;
 
 /// The room as `user` sees it, with role lists; `room_not_found` if they may not find it.
@@ -39,6 +41,32 @@ pub(crate) async fn visible_room(
     };
     let dir = Directory::load(state.store.as_ref()).await?;
     Ok(room_view(room, user, access, roles, &dir))
+}
+
+/// The room, if `user` may read it: `room_not_found` if they may not find
+/// it, `forbidden` if they may find but not read it. Two reads; what
+/// history, search and downloads check before they read.
+pub(crate) async fn readable_room(
+    state: &AppState,
+    user: &User,
+    id: RoomId,
+) -> ApiResult<RoomInfo> {
+    let room = state
+        .store
+        .room(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "room not found"))?;
+    let me = perm_caller(user, state.store.access(id, user.id).await?);
+    if !can_find(&room, me) {
+        return Err(ApiError::new(ErrorCode::RoomNotFound, "room not found"));
+    }
+    if !can_read(&room, me) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only members read this room",
+        ));
+    }
+    Ok(room)
 }
 
 pub(crate) async fn category_id(state: &AppState, r: CategoryRef) -> ApiResult<CategoryId> {

@@ -20,9 +20,6 @@ pub struct SearchParams {
     room: Option<RoomId>,
     limit: Option<u32>,
     before: Option<String>,
-    /// Read by the authentication extractor (browsers), not here.
-    #[serde(rename = "access_token")]
-    _access_token: Option<String>,
 }
 
 pub async fn search(
@@ -43,14 +40,8 @@ pub async fn search(
     let before = cursor(p.before)?;
     let rooms: Vec<RoomId> = match p.room {
         Some(room) => {
-            let view = super::rooms::visible_room(&state, &caller.user, room, false).await?;
-            if !view.can_read {
-                return Err(ApiError::new(
-                    ErrorCode::Forbidden,
-                    "only members read this room",
-                ));
-            }
-            if view.disabled {
+            let info = super::rooms::readable_room(&state, &caller.user, room).await?;
+            if info.disabled {
                 vec![]
             } else {
                 vec![room]
