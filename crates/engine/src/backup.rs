@@ -400,11 +400,24 @@ fn record(db: &Path, h: &BackupHeader, to: &Path) -> Result<(), BackupError> {
 /// One log record as it is stored (the event kept as its JSON text, so a
 /// log backup is byte-for-byte what the log holds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct RawRecord {
-    lsn: Lsn,
-    ts: i64,
-    origin: String,
-    event: String,
+pub struct RawRecord {
+    pub lsn: Lsn,
+    pub ts: i64,
+    pub origin: String,
+    pub event: String,
+}
+
+impl RawRecord {
+    /// A committed record as the log holds it (the engine writes an event
+    /// as `serde_json::to_string` of it, so this is the same text).
+    pub fn of<E: Serialize>(rec: &pchat_domain::LogRecord<E>) -> serde_json::Result<RawRecord> {
+        Ok(RawRecord {
+            lsn: rec.lsn,
+            ts: rec.ts,
+            origin: rec.origin.clone(),
+            event: serde_json::to_string(&rec.event)?,
+        })
+    }
 }
 
 /// The trailer: header length (4) + magic (8) + checksum (32).
@@ -586,10 +599,7 @@ pub fn restore(
     check_header(&header)?;
     match header.kind {
         BackupKind::Full => restore_full(backup, &header, db, files_dir, opts),
-        BackupKind::Log => match header.database.as_str() {
-            "mgc" => restore_log::<ChatMachine>(backup, &header, db, opts),
-            _ => restore_log::<ComplianceMachine>(backup, &header, db, opts),
-        },
+        BackupKind::Log => restore_log(backup, &header, db, opts),
     }
 }
 
@@ -745,13 +755,13 @@ fn put_file(dir: &Path, sha: &str, r: &mut dyn Read) -> Result<(), BackupError> 
     Ok(())
 }
 
-fn restore_log<M: Machine>(
+fn restore_log(
     backup: &Path,
     header: &BackupHeader,
     db: &Path,
     opts: RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
-    let (id, state) = existing(db)?.ok_or_else(|| {
+    let (id, _) = existing(db)?.ok_or_else(|| {
         refused(format!(
             "{} does not exist: restore a full backup first (with --norecovery or --standby)",
             db.display()
@@ -761,33 +771,6 @@ fn restore_log<M: Machine>(
         return Err(refused(format!(
             "the log backup is of {}, the database is {}",
             header.database, id.name
-        )));
-    }
-    if state == DbState::Online {
-        return Err(refused(format!(
-            "{} is ONLINE: a log backup restores only onto a database restored with --norecovery or --standby",
-            id.name
-        )));
-    }
-    if id.family_id != header.family_id {
-        return Err(refused(format!(
-            "the log backup (LSNs {}-{}) belongs to another database family ({}; the database is {})",
-            header.first_lsn, header.last_lsn, header.family_id, id.family_id
-        )));
-    }
-    if id.fork_id != header.fork_id {
-        return Err(refused(format!(
-            "the log backup (LSNs {}-{}) is of fork {}, the database is on fork {}",
-            header.first_lsn, header.last_lsn, header.fork_id, id.fork_id
-        )));
-    }
-    if header.first_lsn > id.last_lsn + 1 {
-        return Err(refused(format!(
-            "the log backup starts at LSN {}, the database ends at LSN {}: LSNs {}-{} are missing (restore the log backups between)",
-            header.first_lsn,
-            id.last_lsn,
-            id.last_lsn + 1,
-            header.first_lsn - 1
         )));
     }
     let mut records = Vec::new();
@@ -811,49 +794,255 @@ fn restore_log<M: Machine>(
             "its records do not match its LSN range".into(),
         ));
     }
-    let mut conn = Connection::open(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let tx = conn.transaction()?;
-    let mut applied = 0u64;
-    for rec in &records {
-        if rec.lsn <= id.last_lsn {
-            // Already here: it must be the very same record.
-            let have: Option<(i64, String, String)> = tx
-                .query_row(
-                    "SELECT ts, origin, event FROM log WHERE lsn = ?1",
-                    [rec.lsn],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            if have.as_ref() != Some(&(rec.ts, rec.origin.clone(), rec.event.clone())) {
-                return Err(refused(format!(
-                    "the log backup overlaps the database inconsistently at LSN {}",
-                    rec.lsn
-                )));
-            }
-            continue;
-        }
-        let event: M::Event = serde_json::from_str(&rec.event)
-            .map_err(|e| BackupError::Damaged(format!("LSN {}: {e}", rec.lsn)))?;
-        tx.execute(
-            "INSERT INTO log (lsn, ts, origin, event) VALUES (?1, ?2, ?3, ?4)",
-            params![rec.lsn, rec.ts, rec.origin, rec.event],
-        )?;
-        M::apply(&tx, rec.lsn, &event)?;
-        applied += 1;
-    }
-    let last = id.last_lsn.max(header.last_lsn);
-    tx.execute("UPDATE identity SET last_lsn = ?1 WHERE id = 1", [last])?;
-    let (state, fork_id) = set_state(&tx, opts.recovery)?;
-    tx.commit()?;
+    let mut applier = LogApplier::open(db)?;
+    let source = LogSource {
+        what: "the log backup",
+        family_id: &header.family_id,
+        fork_id: &header.fork_id,
+        forks: &header.forks,
+    };
+    let done = applier.apply(&source, &records, Some(opts.recovery))?;
     Ok(RestoreReport {
         database: id.name,
         kind: BackupKind::Log,
-        applied,
-        last_lsn: last,
-        state,
-        fork_id,
+        applied: done.applied,
+        last_lsn: done.last_lsn,
+        state: done.state,
+        fork_id: done.fork_id,
     })
+}
+
+/// Where log records come from: a log backup, a log-shipping share or a
+/// mirroring principal, with the identity they were written under.
+pub struct LogSource<'a> {
+    /// Names the source in refusals ("the log backup").
+    pub what: &'a str,
+    pub family_id: &'a str,
+    pub fork_id: &'a str,
+    /// The source's fork history (oldest first).
+    pub forks: &'a [Fork],
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub applied: u64,
+    pub last_lsn: Lsn,
+    pub state: DbState,
+    pub fork_id: String,
+}
+
+/// Applies log records to a database that is RESTORING or STANDBY: the
+/// restore of a log backup, the restore job of log shipping, a mirror. One
+/// connection, kept open (a mirror applies many small batches).
+pub struct LogApplier {
+    conn: Connection,
+    apply: fn(&Connection, Lsn, &str) -> Result<(), BackupError>,
+}
+
+fn apply_text<M: Machine>(conn: &Connection, lsn: Lsn, text: &str) -> Result<(), BackupError> {
+    let event: M::Event =
+        serde_json::from_str(text).map_err(|e| BackupError::Damaged(format!("LSN {lsn}: {e}")))?;
+    M::apply(conn, lsn, &event)?;
+    Ok(())
+}
+
+impl LogApplier {
+    /// Opens an existing database for applying log records.
+    pub fn open(db: &Path) -> Result<LogApplier, BackupError> {
+        let (id, _) = existing(db)?.ok_or_else(|| {
+            refused(format!(
+                "{} does not exist: restore a full backup first (with --norecovery or --standby)",
+                db.display()
+            ))
+        })?;
+        let conn = Connection::open(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let apply = match id.name.as_str() {
+            "mgc" => apply_text::<ChatMachine>,
+            _ => apply_text::<ComplianceMachine>,
+        };
+        Ok(LogApplier { conn, apply })
+    }
+
+    pub fn identity(&self) -> Result<(pchat_store::Identity, DbState), BackupError> {
+        let id =
+            read_identity(&self.conn)?.ok_or_else(|| refused("the database has no identity"))?;
+        Ok((id, read_state(&self.conn)?))
+    }
+
+    /// Applies `records` (consecutive LSNs) in one transaction, then sets
+    /// the state `then` (None: keep it). Records the database already has
+    /// must be the very same. Refused, changing nothing, when the database
+    /// is ONLINE, of another family, on a fork the source does not descend
+    /// from, or when the records leave a gap.
+    ///
+    /// A source on a newer fork is followed when the database holds nothing
+    /// past the point where that fork began: the database then adopts the
+    /// newer forks (this is how a log-shipping secondary follows a mirror
+    /// failover, and how an old principal rejoins as a mirror).
+    pub fn apply(
+        &mut self,
+        source: &LogSource,
+        records: &[RawRecord],
+        then: Option<Recovery>,
+    ) -> Result<Applied, BackupError> {
+        let tx = self.conn.transaction()?;
+        let id = read_identity(&tx)?.ok_or_else(|| refused("the database has no identity"))?;
+        let state = read_state(&tx)?;
+        let (first, last) = match (records.first(), records.last()) {
+            (Some(f), Some(l)) => (f.lsn, l.lsn),
+            _ => (id.last_lsn + 1, id.last_lsn),
+        };
+        if state == DbState::Online {
+            return Err(refused(format!(
+                "{} is ONLINE: {} applies only to a database restored with --norecovery or --standby",
+                id.name, source.what
+            )));
+        }
+        if id.family_id != source.family_id {
+            return Err(refused(format!(
+                "{} (LSNs {first}-{last}) belongs to another database family ({}; the database is {})",
+                source.what, source.family_id, id.family_id
+            )));
+        }
+        let adopt = if id.fork_id == source.fork_id {
+            Vec::new()
+        } else {
+            later_forks(source, &id)?
+        };
+        if first > id.last_lsn + 1 {
+            return Err(refused(format!(
+                "{} starts at LSN {first}, the database ends at LSN {}: LSNs {}-{} are missing (restore the log backups between)",
+                source.what,
+                id.last_lsn,
+                id.last_lsn + 1,
+                first - 1
+            )));
+        }
+        let mut applied = 0u64;
+        let mut expect = first;
+        for rec in records {
+            if rec.lsn != expect {
+                return Err(BackupError::Damaged(format!(
+                    "{}: LSN {} follows LSN {}",
+                    source.what,
+                    rec.lsn,
+                    expect - 1
+                )));
+            }
+            expect += 1;
+            if rec.lsn <= id.last_lsn {
+                // Already here: it must be the very same record.
+                let have: Option<(i64, String, String)> = tx
+                    .prepare_cached("SELECT ts, origin, event FROM log WHERE lsn = ?1")?
+                    .query_row([rec.lsn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                if have.as_ref() != Some(&(rec.ts, rec.origin.clone(), rec.event.clone())) {
+                    return Err(refused(format!(
+                        "{} overlaps the database inconsistently at LSN {}",
+                        source.what, rec.lsn
+                    )));
+                }
+                continue;
+            }
+            tx.prepare_cached("INSERT INTO log (lsn, ts, origin, event) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![rec.lsn, rec.ts, rec.origin, rec.event])?;
+            (self.apply)(&tx, rec.lsn, &rec.event)?;
+            applied += 1;
+        }
+        let last_lsn = id.last_lsn.max(last);
+        for f in &adopt {
+            tx.execute(
+                "INSERT OR IGNORE INTO forks (fork_id, start_lsn, created_at) VALUES (?1, ?2, ?3)",
+                params![f.fork_id, f.start_lsn, f.created_at],
+            )?;
+        }
+        if !adopt.is_empty() {
+            tx.execute(
+                "UPDATE identity SET fork_id = ?1 WHERE id = 1",
+                [source.fork_id],
+            )?;
+        }
+        tx.prepare_cached("UPDATE identity SET last_lsn = ?1 WHERE id = 1")?
+            .execute([last_lsn])?;
+        let (state, fork_id) = match then {
+            Some(r) => set_state(&tx, r)?,
+            None => (
+                state,
+                tx.query_row("SELECT fork_id FROM identity WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?,
+            ),
+        };
+        tx.commit()?;
+        Ok(Applied {
+            applied,
+            last_lsn,
+            state,
+            fork_id,
+        })
+    }
+}
+
+/// The forks of `source` after the database's own, when the database can
+/// follow them: its fork is in the source's history and it holds nothing
+/// from where the next fork began.
+fn later_forks(source: &LogSource, id: &pchat_store::Identity) -> Result<Vec<Fork>, BackupError> {
+    let ours = source.forks.iter().position(|f| f.fork_id == id.fork_id);
+    let after = ours.map(|i| source.forks[i + 1..].to_vec());
+    match after {
+        Some(later) if later.first().is_some_and(|f| id.last_lsn < f.start_lsn) => Ok(later),
+        Some(later) if !later.is_empty() => Err(refused(format!(
+            "{} is of fork {}, which began at LSN {}; the database (fork {}) has LSNs up to {} of its own fork: it must be rebuilt from a backup",
+            source.what, source.fork_id, later[0].start_lsn, id.fork_id, id.last_lsn
+        ))),
+        _ => Err(refused(format!(
+            "{} is of fork {}, the database is on fork {}",
+            source.what, source.fork_id, id.fork_id
+        ))),
+    }
+}
+
+/// Brings a database that is RESTORING or STANDBY ONLINE on a new fork
+/// without restoring anything (SQL Server's `RESTORE DATABASE ... WITH
+/// RECOVERY` alone): the last step on a log-shipping secondary, and a
+/// mirror's forced service.
+pub fn recover(db: &Path) -> Result<Applied, BackupError> {
+    let mut applier = LogApplier::open(db)?;
+    let (id, _) = applier.identity()?;
+    let family = id.family_id.clone();
+    let fork = id.fork_id.clone();
+    let forks = forks(&applier.conn)?;
+    applier.apply(
+        &LogSource {
+            what: "recovery",
+            family_id: &family,
+            fork_id: &fork,
+            forks: &forks,
+        },
+        &[],
+        Some(Recovery::Recovery),
+    )
+}
+
+/// Takes an ONLINE database out of service: RESTORING (it then applies
+/// log records from a new principal), keeping its data. The first step of
+/// a planned role switch and of a rejoin.
+pub fn set_restoring(db: &Path) -> Result<(), BackupError> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute(
+        "UPDATE identity SET state = ?1 WHERE id = 1",
+        [DbState::Restoring.as_str()],
+    )?;
+    Ok(())
+}
+
+/// The fork history of a database file.
+pub fn fork_history(db: &Path) -> Result<Vec<Fork>, BackupError> {
+    Ok(forks(&database::open_connection(db)?)?)
 }
 
 /// A backup found in a folder.

@@ -287,14 +287,32 @@ async fn refusals_leave_the_target_as_it_was() {
     drop(s);
     let log_d = dir.path().join("d1.trn");
     backup::log_backup(&d, &log_d, "", "").unwrap();
-    let e = backup::restore(&log_d, &c, None, opts(false, Recovery::NoRecovery)).unwrap_err();
-    assert!(e.to_string().contains("fork"), "{e}");
-    assert_eq!(data(&c), before_c);
-    // In order, the chain applies.
+    // In order, the chain applies; once c holds LSNs past the point where
+    // fork d began, d's log is refused.
     backup::restore(&log_a2, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let before_c = data(&c);
+    let e = backup::restore(&log_d, &c, None, opts(false, Recovery::NoRecovery)).unwrap_err();
+    assert!(e.to_string().contains("rebuilt from a backup"), "{e}");
+    assert_eq!(data(&c), before_c);
     let r = backup::restore(&log_a3, &c, None, opts(false, Recovery::Recovery)).unwrap();
     assert_eq!(r.state, DbState::Online);
     assert_eq!(data(&a), data(&c));
+    // A database that holds nothing past the fork point follows the newer
+    // fork (a log-shipping secondary after a mirror failover).
+    let e = mk("e");
+    backup::restore(&full_a, &e, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let r = backup::restore(&log_d, &e, None, opts(false, Recovery::Recovery)).unwrap();
+    let forks = backup::fork_history(&e).unwrap();
+    assert!(forks
+        .iter()
+        .any(|f| f.fork_id == backup::read_header(&log_d).unwrap().fork_id));
+    assert_ne!(
+        r.fork_id,
+        backup::read_header(&log_d).unwrap().fork_id,
+        "recovery starts yet another fork"
+    );
+    assert_ne!(data(&e), data(&c), "e has what only fork d wrote");
+    assert_eq!(data(&e), data(&d));
 }
 
 #[test]
