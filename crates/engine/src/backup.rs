@@ -922,8 +922,7 @@ impl LogApplier {
             )));
         }
         let mut applied = 0u64;
-        let mut expect = first;
-        for rec in records {
+        for (expect, rec) in (first..).zip(records) {
             if rec.lsn != expect {
                 return Err(BackupError::Damaged(format!(
                     "{}: LSN {} follows LSN {}",
@@ -932,7 +931,6 @@ impl LogApplier {
                     expect - 1
                 )));
             }
-            expect += 1;
             if rec.lsn <= id.last_lsn {
                 // Already here: it must be the very same record.
                 let have: Option<(i64, String, String)> = tx
