@@ -1,10 +1,12 @@
 //! `pchat db`: the database operations Lync's procedures ran in SQL Server
 //! Management Studio: backup, restore, verify, list backups, status.
 //!
-//! Today they work on a data directory (`--data-dir`); a backup may be
+//! They work on a database server (`--server ADDR`, paths are then on the
+//! server's machine) or on a data directory (`--data-dir`; a backup may be
 //! taken while `pchat serve` runs there, a restore needs the directory to
-//! itself. The database server (`pchat db serve`, `--server ADDR`) comes
-//! next and will run the same operations remotely.
+//! itself). Log shipping and mirroring (`replication`) need servers.
+
+mod replication;
 
 use anyhow::{bail, Context};
 use pchat_engine::backup::{self, BackupError, Recovery, RestoreOptions};
@@ -51,8 +53,8 @@ pub enum DbCmd {
     /// Restore a full backup, or apply a log backup to a database restored
     /// with --norecovery or --standby. The file is checked completely first.
     Restore {
-        #[arg(long, env = "PCHAT_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        at: At,
         #[arg(long, value_enum)]
         database: Database,
         #[arg(long)]
@@ -72,6 +74,22 @@ pub enum DbCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Bring a database restored with --norecovery or --standby ONLINE on a
+    /// new fork, restoring nothing more (RESTORE DATABASE ... WITH RECOVERY).
+    Recover {
+        #[command(flatten)]
+        at: At,
+        #[arg(long, value_enum)]
+        database: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log shipping: configure, status (the monitor), run, remove.
+    #[command(subcommand)]
+    Logship(replication::LogshipCmd),
+    /// Database mirroring: set, failover, force-service, remove.
+    #[command(subcommand)]
+    Mirror(replication::MirrorCmd),
     /// Check a backup file without restoring it.
     Verify {
         file: PathBuf,
@@ -114,6 +132,13 @@ pub struct At {
 }
 
 impl At {
+    /// Sends one request to the database server named by `--server`.
+    fn call(&self, req: pchat_wire::message::Request) -> anyhow::Result<serde_json::Value> {
+        self.remote(move |store| {
+            Box::pin(async move { store.call(req).await.map_err(|e| anyhow::anyhow!("{e}")) })
+        })
+    }
+
     /// Runs `f` against the database server named by `--server`.
     fn remote<T>(
         &self,
@@ -121,7 +146,7 @@ impl At {
     ) -> anyhow::Result<T> {
         let addr = self.server.clone().context("--server or --data-dir")?;
         let secret = crate::config::cluster_secret(self.cluster_secret_file.as_deref())?;
-        let store = pchat_wire::RemoteStore::new(vec![addr], secret, "pchat-db".into());
+        let store = pchat_wire::RemoteStore::tool(addr, secret, "pchat-db".into());
         let rt = tokio::runtime::Handle::current();
         rt.block_on(f(store))
     }
@@ -145,6 +170,12 @@ impl Database {
     /// Uploaded files travel with `mgc`.
     fn files(self, dir: &Path) -> Option<PathBuf> {
         (self == Database::Mgc).then(|| dir.join(FILES_DIR))
+    }
+    fn wire(self) -> pchat_wire::message::Db {
+        match self {
+            Database::Mgc => pchat_wire::message::Db::Mgc,
+            Database::Mgccomp => pchat_wire::message::Db::Mgccomp,
+        }
     }
 }
 
@@ -209,10 +240,7 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             json,
         } => {
             let Some(data_dir) = at.data_dir.clone() else {
-                let db = match database {
-                    Database::Mgc => pchat_wire::message::Db::Mgc,
-                    Database::Mgccomp => pchat_wire::message::Db::Mgccomp,
-                };
+                let db = database.wire();
                 let to_s = to.display().to_string();
                 let h = at.remote(move |store| {
                     Box::pin(async move {
@@ -266,7 +294,7 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             })
         }
         DbCmd::Restore {
-            data_dir,
+            at,
             database,
             from,
             replace,
@@ -285,6 +313,26 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             // The header before taking the directory (a wrong file never
             // even locks it); the checksum is checked as the data is read,
             // before anything takes effect.
+            let report = |r: &backup::RestoreReport| {
+                format!(
+                    "restored {} to LSN {} ({} applied); it is {} on fork {}",
+                    r.database,
+                    r.last_lsn,
+                    r.applied,
+                    r.state.as_str(),
+                    r.fork_id
+                )
+            };
+            let Some(data_dir) = at.data_dir.clone() else {
+                let v = at.call(pchat_wire::message::Request::Restore {
+                    db: database.wire(),
+                    from: from.display().to_string(),
+                    replace,
+                    recovery,
+                })?;
+                let r: backup::RestoreReport = serde_json::from_value(v)?;
+                return out(json, &r, || report(&r));
+            };
             let h = backup::read_header(&from).map_err(plain)?;
             if h.database != database.file().trim_end_matches(".db") {
                 bail!(
@@ -302,17 +350,32 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                 RestoreOptions { replace, recovery },
             )
             .map_err(plain)?;
-            out(json, &r, || {
+            out(json, &r, || report(&r))
+        }
+        DbCmd::Recover { at, database, json } => {
+            let done: backup::Applied = match at.data_dir.clone() {
+                None => {
+                    serde_json::from_value(at.call(pchat_wire::message::Request::Recover {
+                        db: database.wire(),
+                    })?)?
+                }
+                Some(dir) => {
+                    let _owner = crate::dirlock::lock(&dir, "a recovery")?;
+                    backup::recover(&dir.join(database.file())).map_err(plain)?
+                }
+            };
+            out(json, &done, || {
                 format!(
-                    "restored {} to LSN {} ({} applied); it is {} on fork {}",
-                    r.database,
-                    r.last_lsn,
-                    r.applied,
-                    r.state.as_str(),
-                    r.fork_id
+                    "{} is {} at LSN {} on fork {}",
+                    database.file().trim_end_matches(".db"),
+                    done.state.as_str(),
+                    done.last_lsn,
+                    done.fork_id
                 )
             })
         }
+        DbCmd::Logship(cmd) => replication::logship(cmd),
+        DbCmd::Mirror(cmd) => replication::mirror(cmd),
         DbCmd::Verify { file, json } => {
             let h = backup::verify(&file).map_err(plain)?;
             out(json, &h, || {
@@ -410,12 +473,43 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
 fn status_text(dbs: &[serde_json::Value]) -> String {
     dbs.iter()
         .map(|d| {
+            let m = &d["mirroring"];
+            let mirroring = if m.is_object() {
+                format!(
+                    "  {} of {} ({}, {}{}{})",
+                    m["role"].as_str().unwrap_or(""),
+                    m["partner"].as_str().unwrap_or(""),
+                    m["mode"].as_str().unwrap_or(""),
+                    if m["synchronized"] == true {
+                        "synchronized"
+                    } else {
+                        "not synchronized"
+                    },
+                    if m["exposed"] == true {
+                        ", EXPOSED: the mirror is away"
+                    } else {
+                        ""
+                    },
+                    m["deposed"]
+                        .as_str()
+                        .map(|d| format!(", OUT OF SERVICE: {d}"))
+                        .unwrap_or_default(),
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{:<8} {:<9} last LSN {:>8}  fork {}",
+                "{:<8} {:<9} last LSN {:>8}  fork {}{}{}",
                 d["database"].as_str().unwrap_or(""),
                 d["state"].as_str().unwrap_or(""),
                 d["last_lsn"],
-                d["fork_id"].as_str().unwrap_or("")
+                d["fork_id"].as_str().unwrap_or(""),
+                if d["serving"] == false && d["state"] == "ONLINE" {
+                    "  (not serving)"
+                } else {
+                    ""
+                },
+                mirroring
             )
         })
         .collect::<Vec<_>>()

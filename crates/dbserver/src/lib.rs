@@ -9,7 +9,15 @@
 //! its Subscribe request) with backpressure: a slow reader slows only its
 //! own connection.
 
-use pchat_engine::{compliance, ChatEngine, ComplianceEngine, MGCCOMP_FILE, MGC_FILE};
+mod hosted;
+mod logship;
+mod mirror;
+
+use hosted::{db_name, Hosted};
+use logship::Logship;
+use mirror::Mirroring;
+use pchat_engine::backup::{self, RestoreOptions};
+use pchat_engine::DbState;
 use pchat_store::{ChatStore, ComplianceStore, StoreError};
 use pchat_wire::frame::{self, FrameError};
 use pchat_wire::message::*;
@@ -27,20 +35,26 @@ pub struct Config {
     pub secret: Vec<u8>,
 }
 
-/// The databases this server hosts.
-pub struct Databases {
-    pub mgc: Arc<ChatEngine>,
-    pub comp: Arc<ComplianceEngine>,
+/// What one server runs: its databases and their roles.
+struct Node {
+    hosted: Arc<Hosted>,
+    logship: Arc<Logship>,
+    mirroring: Arc<Mirroring>,
+    config: Config,
 }
 
-impl Databases {
-    pub fn open(data_dir: &std::path::Path) -> anyhow::Result<Databases> {
-        std::fs::create_dir_all(data_dir)?;
-        Ok(Databases {
-            mgc: ChatEngine::open(&data_dir.join(MGC_FILE))?,
-            comp: compliance::open(&data_dir.join(MGCCOMP_FILE))?,
-        })
+/// Writes `bytes` to `path` through a temporary file, fsynced and renamed.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
     }
+    Ok(())
 }
 
 /// Serves until `stop` changes to true; then stops the recorder and closes
@@ -50,14 +64,13 @@ pub async fn serve(
     config: Config,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let dbs = Arc::new(Databases::open(&config.data_dir)?);
-    let (stop_recorder, recorder_stop) = watch::channel(false);
-    let recorder = tokio::spawn(compliance::run_recorder(
-        dbs.mgc.clone(),
-        dbs.comp.clone(),
-        recorder_stop,
-    ));
-    let config = Arc::new(config);
+    let hosted = Hosted::open(&config.data_dir)?;
+    let node = Arc::new(Node {
+        logship: Logship::start(hosted.clone()),
+        mirroring: Mirroring::start(hosted.clone(), config.secret.clone(), config.name.clone()),
+        hosted,
+        config,
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -68,9 +81,9 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let (dbs, config, stop) = (dbs.clone(), config.clone(), stop.clone());
+                let (node, stop) = (node.clone(), stop.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, dbs, config, stop).await {
+                    if let Err(e) = connection(stream, node, stop).await {
                         tracing::debug!(%peer, error = %e, "connection ended");
                     }
                 });
@@ -78,21 +91,18 @@ pub async fn serve(
             _ = stop.changed() => break,
         }
     }
-    let _ = stop_recorder.send(true);
-    let _ = recorder.await;
-    dbs.mgc.close();
-    dbs.comp.close();
+    node.hosted.close().await;
     Ok(())
 }
 
 async fn connection(
     stream: TcpStream,
-    dbs: Arc<Databases>,
-    config: Arc<Config>,
+    node: Arc<Node>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
+    let config = &node.config;
     let nonce = auth::nonce();
     frame::write(
         &mut w,
@@ -190,17 +200,30 @@ async fn connection(
         };
         match req {
             Request::Submit { envelope } => {
-                // Queued now, in arrival order; answered when durable.
-                let done = dbs.mgc.submit(envelope);
-                let out = out.clone();
+                if let Some(why) = node.mirroring.refusal(Db::Mgc) {
+                    let _ = out
+                        .send(response::<()>(id, Err(StoreError::Unavailable(why))))
+                        .await;
+                    continue;
+                }
+                // Queued now, in arrival order; answered when durable (and,
+                // mirrored synchronously, when the mirror has it too).
+                let done = node.hosted.mgc().submit(envelope);
+                let (out, node) = (out.clone(), node.clone());
                 tokio::spawn(async move {
-                    let _ = out.send(response(id, done.await)).await;
+                    let result = match done.await {
+                        Ok(c) => node.mirroring.harden(Db::Mgc, c.lsn).await.map(|_| c),
+                        Err(e) => Err(e),
+                    };
+                    let _ = out.send(response(id, result)).await;
                 });
             }
-            Request::Subscribe { after } => match dbs.mgc.subscribe(after) {
+            Request::Subscribe { after } => match node.hosted.mgc().subscribe(after) {
                 Ok(mut rx) => {
                     let out2 = out.clone();
                     let task = tokio::spawn(async move {
+                        // Ends with an error when the database closes (a
+                        // restore, a role change): the client subscribes again.
                         while let Some(rec) = rx.recv().await {
                             let msg = match rec {
                                 Ok(rec) => match serde_json::to_value(&*rec) {
@@ -217,6 +240,8 @@ async fn connection(
                                 return;
                             }
                         }
+                        let error = StoreError::Unavailable("mgc closed on this server".into());
+                        let _ = out2.send(ServerMsg::Ended { sub: id, error }).await;
                     });
                     subs.insert(id, task);
                     let _ = out.send(response(id, Ok(serde_json::Value::Null))).await;
@@ -231,18 +256,18 @@ async fn connection(
                 }
             }
             other => {
-                let (dbs, out, data_dir) = (dbs.clone(), out.clone(), config.data_dir.clone());
+                let (node, out) = (node.clone(), out.clone());
                 tokio::spawn(async move {
                     let answer = match other {
-                        Request::Status => status(&data_dir).await,
+                        Request::Status => status(&node).await,
                         Request::Backup {
                             db,
                             to,
                             log,
                             name,
                             description,
-                        } => backup(&data_dir, db, to, log, name, description).await,
-                        other => answer(&dbs, other).await,
+                        } => backup(&node.hosted, db, to, log, name, description).await,
+                        other => operation(&node, other).await,
                     };
                     let _ = out.send(ServerMsg::Response { id, result: answer }).await;
                 });
@@ -257,53 +282,48 @@ async fn connection(
     result
 }
 
-fn db_file(db: Db) -> &'static str {
-    match db {
-        Db::Mgc => MGC_FILE,
-        Db::Mgccomp => MGCCOMP_FILE,
+/// Every hosted database: state, identity, fork history, mirroring and
+/// log-shipping role, and whether it serves commands now.
+async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
+    let mut dbs = Vec::new();
+    for db in [Db::Mgc, Db::Mgccomp] {
+        let id = node.hosted.identity(db)?;
+        let state = node.hosted.state(db)?;
+        let forks = backup::fork_history(&node.hosted.file(db))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mirroring = node.mirroring.status(db);
+        let refusal = node.mirroring.refusal(db);
+        dbs.push(serde_json::json!({
+            "database": id.name, "state": state, "family_id": id.family_id,
+            "fork_id": id.fork_id, "last_lsn": id.last_lsn, "forks": forks,
+            "role": mirroring.as_ref().map(|m| m.role),
+            "mirroring": mirroring,
+            "serving": state == DbState::Online && refusal.is_none(),
+            "refusal": refusal,
+        }));
     }
-}
-
-async fn status(data_dir: &std::path::Path) -> Result<serde_json::Value, StoreError> {
-    let data_dir = data_dir.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
-        let mut dbs = Vec::new();
-        for file in [MGC_FILE, MGCCOMP_FILE] {
-            let conn =
-                pchat_engine::open_connection(&data_dir.join(file)).map_err(|e| e.to_string())?;
-            let id = pchat_engine::read_identity(&conn)
-                .map_err(|e| e.to_string())?
-                .ok_or("a database without identity")?;
-            let state = pchat_engine::read_state(&conn).map_err(|e| e.to_string())?;
-            dbs.push(serde_json::json!({
-                "database": id.name, "state": state, "family_id": id.family_id,
-                "fork_id": id.fork_id, "last_lsn": id.last_lsn,
-            }));
-        }
-        Ok(serde_json::json!({ "databases": dbs }))
-    })
-    .await
-    .map_err(|e| StoreError::Internal(e.to_string()))?;
-    out.map_err(StoreError::Internal)
+    Ok(serde_json::json!({
+        "server": node.config.name,
+        "databases": dbs,
+        "logship": node.logship.status()?,
+    }))
 }
 
 async fn backup(
-    data_dir: &std::path::Path,
+    hosted: &Hosted,
     db: Db,
     to: String,
     log: bool,
     name: String,
     description: String,
 ) -> Result<serde_json::Value, StoreError> {
-    let data_dir = data_dir.to_path_buf();
+    let (file, files) = (hosted.file(db), hosted.files_dir(db));
     let done = tokio::task::spawn_blocking(move || {
-        let file = data_dir.join(db_file(db));
         let to = std::path::PathBuf::from(to);
         if log {
-            pchat_engine::backup::log_backup(&file, &to, &name, &description)
+            backup::log_backup(&file, &to, &name, &description)
         } else {
-            let files = (db == Db::Mgc).then(|| data_dir.join(pchat_engine::FILES_DIR));
-            pchat_engine::backup::full_backup(&file, files.as_deref(), &to, &name, &description)
+            backup::full_backup(&file, files.as_deref(), &to, &name, &description)
         }
     })
     .await
@@ -326,18 +346,119 @@ fn value<T: Serialize>(r: Result<T, StoreError>) -> Result<serde_json::Value, St
     r.and_then(|v| serde_json::to_value(v).map_err(|e| StoreError::Internal(e.to_string())))
 }
 
-async fn answer(dbs: &Databases, req: Request) -> Result<serde_json::Value, StoreError> {
-    let s: &dyn ChatStore = dbs.mgc.as_ref();
+fn invalid(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Domain(pchat_domain::DomainError::Invalid(e.to_string()))
+}
+
+/// Restores, recovery, log shipping and mirroring; else a query.
+async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, StoreError> {
+    match req {
+        Request::Restore {
+            db,
+            from,
+            replace,
+            recovery,
+        } => {
+            let _one = node.hosted.admin.lock().await;
+            if node.mirroring.status(db).is_some() {
+                return Err(invalid(format!(
+                    "{} is mirrored here: remove mirroring first",
+                    db_name(db)
+                )));
+            }
+            let from = std::path::PathBuf::from(from);
+            // A wrong or damaged file is refused before the database closes.
+            let header = backup::read_header(&from).map_err(invalid)?;
+            if header.database != db_name(db) {
+                return Err(invalid(format!(
+                    "{} holds a backup of {}, not of {}",
+                    from.display(),
+                    header.database,
+                    db_name(db)
+                )));
+            }
+            let files = node.hosted.files_dir(db);
+            let report = node
+                .hosted
+                .offline(db, move |file| {
+                    backup::restore(
+                        &from,
+                        file,
+                        files.as_deref(),
+                        RestoreOptions { replace, recovery },
+                    )
+                })
+                .await?
+                .map_err(invalid)?;
+            value(Ok(report))
+        }
+        Request::Recover { db } => {
+            let _one = node.hosted.admin.lock().await;
+            let done = node
+                .hosted
+                .offline(db, |file| backup::recover(file))
+                .await?
+                .map_err(invalid)?;
+            value(Ok(done))
+        }
+        Request::LogshipPrimary { config } => {
+            node.logship.set_primary(config)?;
+            node.logship.status()
+        }
+        Request::LogshipSecondary { config } => {
+            node.logship.set_secondary(config)?;
+            node.logship.status()
+        }
+        Request::LogshipRemove { db } => node.logship.remove(db),
+        Request::LogshipStatus => node.logship.status(),
+        Request::LogshipRun { db } => node.logship.run_now(db).await,
+        Request::MirrorSet {
+            db,
+            role,
+            partner,
+            mode,
+        } => node.mirroring.set(db, role, partner, mode).await,
+        Request::MirrorRemove { db } => node.mirroring.remove(db),
+        Request::MirrorFailover { db } => node.mirroring.failover(db).await,
+        Request::MirrorForce { db } => node.mirroring.force(db).await,
+        Request::MirrorTakeOver { db, last_lsn } => node.mirroring.take_over(db, last_lsn).await,
+        Request::MirrorStart {
+            db,
+            family_id,
+            fork_id,
+            forks,
+        } => {
+            node.mirroring
+                .start_stream(db, &family_id, &fork_id, &forks)
+                .await
+        }
+        Request::MirrorApply {
+            db,
+            family_id,
+            fork_id,
+            forks,
+            records,
+            principal_lsn,
+        } => {
+            node.mirroring
+                .apply(db, family_id, fork_id, forks, records, principal_lsn)
+                .await
+        }
+        other => answer(&node.hosted, other).await,
+    }
+}
+
+async fn answer(hosted: &Hosted, req: Request) -> Result<serde_json::Value, StoreError> {
+    let mgc = hosted.mgc();
+    let comp = hosted.comp();
+    let s: &dyn ChatStore = mgc.as_ref();
     match req {
         Request::Identity { db: Db::Mgc } => value(s.identity().await),
-        Request::Identity { db: Db::Mgccomp } => value(
-            dbs.comp
-                .read(pchat_engine::read_identity)
-                .await
-                .and_then(|i| {
-                    i.ok_or_else(|| StoreError::Internal("mgccomp has no identity".into()))
-                }),
-        ),
+        Request::Identity { db: Db::Mgccomp } => {
+            value(comp.read(pchat_engine::read_identity).await.and_then(|i| {
+                i.ok_or_else(|| StoreError::Internal("mgccomp has no identity".into()))
+            }))
+        }
         Request::Read { query } => match query {
             Query::User { id } => value(s.user(id).await),
             Query::Credentials { name } => value(s.credentials(name).await),
@@ -369,7 +490,7 @@ async fn answer(dbs: &Databases, req: Request) -> Result<serde_json::Value, Stor
             } => value(s.feed_messages(feed, rooms, before, limit).await),
         },
         Request::Compliance { query } => {
-            let c: &dyn ComplianceStore = dbs.comp.as_ref();
+            let c: &dyn ComplianceStore = comp.as_ref();
             match query {
                 ComplianceQuery::Records { query } => value(c.records(query).await),
                 ComplianceQuery::Mark { job } => value(c.export_mark(job).await),
@@ -378,11 +499,7 @@ async fn answer(dbs: &Databases, req: Request) -> Result<serde_json::Value, Stor
                 }
             }
         }
-        // Handled by the connection loop.
-        Request::Submit { .. }
-        | Request::Subscribe { .. }
-        | Request::Unsubscribe { .. }
-        | Request::Status
-        | Request::Backup { .. } => Err(StoreError::Internal("not a query".into())),
+        // Handled before.
+        _ => Err(StoreError::Internal("not a query".into())),
     }
 }

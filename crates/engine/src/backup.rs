@@ -36,6 +36,8 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use pchat_store::{Fork, RawRecord, Recovery};
+
 pub const MAGIC: &[u8; 8] = b"PCHATBK1";
 /// Version of the header layout this pchat writes and reads.
 pub const FORMAT: u32 = 1;
@@ -47,13 +49,6 @@ const MAX_HEADER: u32 = 16 << 20;
 pub enum BackupKind {
     Full,
     Log,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fork {
-    pub fork_id: String,
-    pub start_lsn: Lsn,
-    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,29 +392,6 @@ fn record(db: &Path, h: &BackupHeader, to: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// One log record as it is stored (the event kept as its JSON text, so a
-/// log backup is byte-for-byte what the log holds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RawRecord {
-    pub lsn: Lsn,
-    pub ts: i64,
-    pub origin: String,
-    pub event: String,
-}
-
-impl RawRecord {
-    /// A committed record as the log holds it (the engine writes an event
-    /// as `serde_json::to_string` of it, so this is the same text).
-    pub fn of<E: Serialize>(rec: &pchat_domain::LogRecord<E>) -> serde_json::Result<RawRecord> {
-        Ok(RawRecord {
-            lsn: rec.lsn,
-            ts: rec.ts,
-            origin: rec.origin.clone(),
-            event: serde_json::to_string(&rec.event)?,
-        })
-    }
-}
-
 /// The trailer: header length (4) + magic (8) + checksum (32).
 const TRAILER: u64 = 44;
 
@@ -510,16 +482,6 @@ fn check_header(h: &BackupHeader) -> Result<(), BackupError> {
 }
 
 /// What state a restore leaves the database in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Recovery {
-    /// ONLINE, on a new fork.
-    Recovery,
-    /// RESTORING: more log backups may follow.
-    NoRecovery,
-    /// STANDBY: read-only between log restores.
-    Standby,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreOptions {
@@ -1034,6 +996,19 @@ pub fn set_restoring(db: &Path) -> Result<(), BackupError> {
     conn.execute(
         "UPDATE identity SET state = ?1 WHERE id = 1",
         [DbState::Restoring.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Brings a RESTORING database ONLINE on the fork it is on: the mirror of
+/// a planned role switch, which holds exactly what the principal held (the
+/// old principal is RESTORING before this runs, so one copy serves).
+pub fn set_online(db: &Path) -> Result<(), BackupError> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute(
+        "UPDATE identity SET state = ?1 WHERE id = 1",
+        [DbState::Online.as_str()],
     )?;
     Ok(())
 }

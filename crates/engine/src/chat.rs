@@ -1001,6 +1001,11 @@ impl ChatEngine {
     pub fn close(&self) {
         self.engine.close()
     }
+
+    /// The engine underneath (log shipping and mirroring follow its log).
+    pub fn engine(&self) -> &Arc<Engine<ChatMachine>> {
+        &self.engine
+    }
 }
 
 /// Turns a free-text search into an FTS5 query: each word quoted (so no input

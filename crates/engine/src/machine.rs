@@ -221,6 +221,19 @@ impl<M: Machine> Engine<M> {
         rx
     }
 
+    /// Every record as it commits, for waking up on log growth (a receiver
+    /// that lags is told so; the log has everything).
+    pub fn commits(&self) -> broadcast::Receiver<Arc<LogRecord<M::Event>>> {
+        self.published.subscribe()
+    }
+
+    /// The database's identity, as committed.
+    pub async fn identity(&self) -> Result<pchat_store::Identity, StoreError> {
+        self.read(database::read_identity)
+            .await?
+            .ok_or_else(|| internal(format!("{} has no identity", self.name)))
+    }
+
     /// Stops taking commands, lets the writer commit and answer everything
     /// already queued, and waits for it.
     pub fn close(&self) {

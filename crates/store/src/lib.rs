@@ -50,6 +50,52 @@ pub struct Identity {
     pub last_lsn: Lsn,
 }
 
+/// A fork of a database's history: bringing a restored database online
+/// WITH RECOVERY (or forcing a mirror into service) starts one at the LSN
+/// after its last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fork {
+    pub fork_id: String,
+    pub start_lsn: Lsn,
+    pub created_at: i64,
+}
+
+/// One log record as the log stores it: the event kept as its JSON text,
+/// so log backups, log shipping and mirroring carry it byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawRecord {
+    pub lsn: Lsn,
+    pub ts: i64,
+    pub origin: String,
+    pub event: String,
+}
+
+impl RawRecord {
+    /// A committed record as the log holds it (the engine writes an event
+    /// as `serde_json::to_string` of it, so this is the same text).
+    pub fn of<E: Serialize>(rec: &LogRecord<E>) -> serde_json::Result<RawRecord> {
+        Ok(RawRecord {
+            lsn: rec.lsn,
+            ts: rec.ts,
+            origin: rec.origin.clone(),
+            event: serde_json::to_string(&rec.event)?,
+        })
+    }
+}
+
+/// The state a restore leaves a database in (SQL Server's WITH RECOVERY,
+/// NORECOVERY and STANDBY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recovery {
+    /// ONLINE, on a new fork.
+    Recovery,
+    /// RESTORING: more log backups may follow.
+    NoRecovery,
+    /// STANDBY: read-only between log restores.
+    Standby,
+}
+
 /// A command's result, once its batch is durable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Committed {

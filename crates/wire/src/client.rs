@@ -38,11 +38,20 @@ struct Link {
     server: String,
 }
 
+impl Link {
+    fn usable(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) && !self.out.is_closed()
+    }
+}
+
 pub struct RemoteStore {
     /// The database server, then its failover partner.
     addrs: Vec<String>,
     secret: Vec<u8>,
     client: String,
+    /// Connect only to a server whose `mgc` is ONLINE and serving (a chat
+    /// server's store), not to a mirror or a secondary.
+    principal_only: bool,
     link: Mutex<Option<Arc<Link>>>,
     /// Serialises reconnecting (a tokio mutex: held across the handshake).
     connecting: tokio::sync::Mutex<()>,
@@ -55,13 +64,30 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RemoteStore {
-    /// A store that connects on first use to the first of `addrs` that
-    /// answers the handshake.
+    /// A chat server's store: connects on first use to the first of `addrs`
+    /// whose `mgc` serves (the principal of a mirrored pair). An answer of
+    /// `unavailable` (the database went out of service) makes the next
+    /// request connect again.
     pub fn new(addrs: Vec<String>, secret: Vec<u8>, client: String) -> Arc<RemoteStore> {
+        Self::build(addrs, secret, client, true)
+    }
+
+    /// A tool's connection to one database server, whatever its role.
+    pub fn tool(addr: String, secret: Vec<u8>, client: String) -> Arc<RemoteStore> {
+        Self::build(vec![addr], secret, client, false)
+    }
+
+    fn build(
+        addrs: Vec<String>,
+        secret: Vec<u8>,
+        client: String,
+        principal_only: bool,
+    ) -> Arc<RemoteStore> {
         Arc::new(RemoteStore {
             addrs,
             secret,
             client,
+            principal_only,
             link: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
@@ -79,9 +105,7 @@ impl RemoteStore {
 
     fn current(&self) -> Option<Arc<Link>> {
         let l = self.link.lock().ok()?;
-        l.as_ref()
-            .filter(|l| l.alive.load(Ordering::SeqCst) && !l.out.is_closed())
-            .cloned()
+        l.as_ref().filter(|l| l.usable()).cloned()
     }
 
     async fn link(&self) -> Result<Arc<Link>, StoreError> {
@@ -94,7 +118,11 @@ impl RemoteStore {
         }
         let mut last = String::from("no database server address");
         for addr in &self.addrs {
-            match connect(addr, &self.secret, &self.client).await {
+            let linked = match connect(addr, &self.secret, &self.client).await {
+                Ok(l) if self.principal_only => serves(l).await,
+                other => other,
+            };
+            match linked {
                 Ok(l) => {
                     let l = Arc::new(l);
                     if let Ok(mut slot) = self.link.lock() {
@@ -146,6 +174,11 @@ impl RemoteStore {
             .map_err(|e| StoreError::Internal(format!("unexpected answer: {e}")))
     }
 
+    /// Any request, answered as JSON (the operations of `pchat db`).
+    pub async fn call(self: &Arc<Self>, req: Request) -> Result<serde_json::Value, StoreError> {
+        self.send(req).await
+    }
+
     /// Every hosted database's state and identity (`pchat db status --server`).
     pub async fn status(self: &Arc<Self>) -> Result<serde_json::Value, StoreError> {
         self.ask(Request::Status).await
@@ -176,6 +209,29 @@ impl RemoteStore {
     ) -> BoxFuture<'static, Result<T, StoreError>> {
         let this = self.clone();
         Box::pin(async move { this.ask(Request::Read { query }).await })
+    }
+}
+
+/// The link, if its server's `mgc` serves commands now.
+async fn serves(l: Link) -> Result<Link, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    enqueue(&l, 0, Request::Status, tx)?;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), rx)
+        .await
+        .map_err(|_| unavailable("no answer to status"))?
+        .map_err(|_| unavailable("the connection was lost"))??;
+    let mgc = status["databases"]
+        .as_array()
+        .and_then(|dbs| dbs.iter().find(|d| d["database"] == "mgc"));
+    match mgc {
+        Some(d) if d["serving"] == true => Ok(l),
+        Some(d) => Err(unavailable(format!(
+            "{}: mgc does not serve here ({}, {})",
+            l.server,
+            d["state"].as_str().unwrap_or("?"),
+            d["role"].as_str().unwrap_or("standalone")
+        ))),
+        None => Err(unavailable(format!("{} hosts no mgc", l.server))),
     }
 }
 
@@ -270,8 +326,18 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
         let out = out.clone();
         tokio::spawn(async move {
             let why = loop {
+                let idle = pending.lock().map(|p| p.is_empty()).unwrap_or(true);
+                if !alive.load(Ordering::SeqCst) && idle {
+                    break "the database went out of service on this server".to_string();
+                }
                 match frame::read::<ServerMsg>(&mut r).await {
                     Ok(ServerMsg::Response { id, result }) => {
+                        if matches!(result, Err(StoreError::Unavailable(_))) {
+                            // The database went out of service here (closing,
+                            // restoring, no longer principal): new requests
+                            // connect again and find the one that serves.
+                            alive.store(false, Ordering::SeqCst);
+                        }
                         let tx = pending.lock().ok().and_then(|mut p| p.remove(&id));
                         if let Some(tx) = tx {
                             let _ = tx.send(result);

@@ -2,7 +2,7 @@
 //! [`ClientMsg`] from a client, a [`ServerMsg`] from the database server.
 
 use pchat_domain::{Envelope, Feed, Lsn, RoomId, UserId};
-use pchat_store::{Page, RecordQuery, SearchQuery, StoreError};
+use pchat_store::{Fork, Page, RawRecord, RecordQuery, Recovery, SearchQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this pchat speaks. A peer speaking another is
@@ -91,6 +91,140 @@ pub enum Request {
         name: String,
         description: String,
     },
+    /// Restore a backup file on the server's machine onto a hosted database
+    /// (it is closed meanwhile and opened again). Answers a restore report.
+    Restore {
+        db: Db,
+        from: String,
+        replace: bool,
+        recovery: Recovery,
+    },
+    /// Bring a RESTORING or STANDBY database ONLINE on a new fork, restoring
+    /// nothing (`RESTORE DATABASE ... WITH RECOVERY`).
+    Recover {
+        db: Db,
+    },
+    /// Make this server the log-shipping primary of `db` (its backup job).
+    LogshipPrimary {
+        config: LogshipPrimary,
+    },
+    /// Make this server a log-shipping secondary of `db` (copy and restore jobs).
+    LogshipSecondary {
+        config: LogshipSecondary,
+    },
+    /// Stop log shipping `db` here (`sp_delete_log_shipping_*`).
+    LogshipRemove {
+        db: Db,
+    },
+    /// The log-shipping monitor: every job of this server.
+    LogshipStatus,
+    /// Run a secondary's copy and restore jobs once, now, ignoring the
+    /// restore delay (what is left before bringing it online).
+    LogshipRun {
+        db: Db,
+    },
+    /// Pair `db` with a partner: this server's copy is principal or mirror.
+    MirrorSet {
+        db: Db,
+        role: MirrorRole,
+        partner: String,
+        mode: MirrorMode,
+    },
+    /// Break the pair; both keep their data (a mirror stays RESTORING).
+    MirrorRemove {
+        db: Db,
+    },
+    /// Planned role switch, sent to the principal: only when synchronized.
+    MirrorFailover {
+        db: Db,
+    },
+    /// Forced service, sent to the mirror when the principal is lost.
+    MirrorForce {
+        db: Db,
+    },
+    /// Principal to mirror, during a planned failover: the principal is
+    /// RESTORING now and held `last_lsn`; come ONLINE on the same fork.
+    MirrorTakeOver {
+        db: Db,
+        last_lsn: Lsn,
+    },
+    /// Principal to mirror: starting to stream. Answers the mirror's identity.
+    MirrorStart {
+        db: Db,
+        family_id: String,
+        fork_id: String,
+        forks: Vec<Fork>,
+    },
+    /// Principal to mirror: log records to harden; answers the last LSN the
+    /// mirror has made durable.
+    MirrorApply {
+        db: Db,
+        family_id: String,
+        fork_id: String,
+        forks: Vec<Fork>,
+        records: Vec<RawRecord>,
+        /// The principal's last committed LSN (what a forced service may lose).
+        principal_lsn: Lsn,
+    },
+}
+
+/// Log shipping's backup job, on the primary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogshipPrimary {
+    pub db: Db,
+    /// The share both sides reach (a path on this server's machine).
+    pub share: String,
+    /// How often the backup job runs; 0 with `continuous`.
+    pub every_ms: u64,
+    /// Back up as soon as the log grows (gathering for a few milliseconds).
+    pub continuous: bool,
+    /// Log backups older than this are deleted from the share once a newer
+    /// full backup there covers them (never one a restore still needs).
+    pub retention_ms: u64,
+    /// The monitor alerts when no log backup ran within this.
+    pub backup_alert_ms: u64,
+}
+
+/// Log shipping's copy and restore jobs, on a secondary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogshipSecondary {
+    pub db: Db,
+    /// The primary's name (for the monitor).
+    pub primary: String,
+    pub share: String,
+    /// The local folder the copy job copies to.
+    pub copy_to: String,
+    pub copy_every_ms: u64,
+    pub restore_every_ms: u64,
+    /// Log backups are restored only once they are this old.
+    pub delay_ms: u64,
+    /// STANDBY (read-only between restores) rather than RESTORING.
+    pub standby: bool,
+    /// Copy and restore as soon as files appear.
+    pub continuous: bool,
+    /// The monitor alerts when nothing was restored within this.
+    pub restore_alert_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorRole {
+    Principal,
+    Mirror,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorMode {
+    /// A command is acknowledged once principal and mirror both hold it; while
+    /// the mirror is away the principal serves alone (exposed).
+    Sync,
+    /// Like sync, but no writes at all while the mirror is away.
+    Strict,
+    /// The mirror follows as fast as it can; acknowledgements do not wait.
+    Async,
 }
 
 /// The read queries of `ChatStore`, one to one.

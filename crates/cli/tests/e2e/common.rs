@@ -340,3 +340,72 @@ pub fn seqs(frames: &[Value]) -> Vec<i64> {
         .map(|f| f["seq"].as_i64().unwrap())
         .collect()
 }
+
+/// A database server (`pchat db serve`) on 127.0.0.1.
+pub const SECRET: &str = "a shared cluster secret";
+
+pub struct DbServer {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl DbServer {
+    pub fn start(dir: &Path, listen: &str) -> DbServer {
+        let mut child = pchat()
+            .args(["db", "serve", "--listen", listen, "--data-dir"])
+            .arg(dir)
+            .env("PCHAT_CLUSTER_SECRET", SECRET)
+            .env("PCHAT_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("pchat db serve exited").unwrap();
+            if let Some(a) = line.strip_prefix("pchat db listening on ") {
+                break a.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        DbServer { child, addr }
+    }
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DbServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `pchat db ...` with the cluster secret; the JSON it printed, or its error.
+pub fn db_cmd(args: &[&str]) -> Result<Value, String> {
+    let out = pchat()
+        .arg("db")
+        .args(args)
+        .arg("--json")
+        .env("PCHAT_CLUSTER_SECRET", SECRET)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// A database's entry in `pchat db status --server`.
+pub fn db_status(server: &str, db: &str) -> Value {
+    let v = db_cmd(&["status", "--server", server]).unwrap();
+    v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["database"] == db)
+        .cloned()
+        .unwrap()
+}

@@ -5,50 +5,7 @@
 
 use super::common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-const SECRET: &str = "a shared cluster secret";
-
-struct DbServer {
-    child: Child,
-    addr: String,
-}
-
-impl DbServer {
-    fn start(dir: &Path, listen: &str) -> DbServer {
-        let mut child = pchat()
-            .args(["db", "serve", "--listen", listen, "--data-dir"])
-            .arg(dir)
-            .env("PCHAT_CLUSTER_SECRET", SECRET)
-            .env("PCHAT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("pchat db serve exited").unwrap();
-            if let Some(a) = line.strip_prefix("pchat db listening on ") {
-                break a.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        DbServer { child, addr }
-    }
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for DbServer {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_server_on_a_database_server() {

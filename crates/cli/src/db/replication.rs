@@ -1,0 +1,574 @@
+//! `pchat db logship` and `pchat db mirror`: the log-shipping wizard and the
+//! mirroring pages of SQL Server Management Studio, as commands against
+//! database servers (`pchat db serve`).
+
+use super::{out, Database};
+use anyhow::{bail, Context};
+use pchat_wire::message::{LogshipPrimary, LogshipSecondary, MirrorMode, MirrorRole, Request};
+use pchat_wire::RemoteStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Secret {
+    /// A file holding the cluster secret (else PCHAT_CLUSTER_SECRET).
+    #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LogshipCmd {
+    /// Ship the log of the primary's databases to a secondary: initialise
+    /// the secondary from a full backup (unless --initialized), then start
+    /// the backup job on the primary and the copy and restore jobs on the
+    /// secondary.
+    Configure {
+        #[arg(long)]
+        primary: String,
+        #[arg(long)]
+        secondary: String,
+        /// mgc, mgccomp, or both (the default).
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        /// A folder both servers reach (the backup job writes there).
+        #[arg(long)]
+        share: String,
+        /// The secondary's local folder the copy job copies to.
+        #[arg(long)]
+        copy_to: String,
+        /// Ship as soon as the log grows (lag well under a second).
+        #[arg(long, conflicts_with_all = ["backup_every", "copy_every", "restore_every"])]
+        continuous: bool,
+        #[arg(long, default_value = "15m", value_parser = crate::parse_duration)]
+        backup_every: Duration,
+        #[arg(long, default_value = "15m", value_parser = crate::parse_duration)]
+        copy_every: Duration,
+        #[arg(long, default_value = "15m", value_parser = crate::parse_duration)]
+        restore_every: Duration,
+        /// Restore a log backup only once it is this old.
+        #[arg(long, value_parser = crate::parse_duration)]
+        restore_delay: Option<Duration>,
+        /// Leave the secondary read-only between restores (else RESTORING).
+        #[arg(long)]
+        standby: bool,
+        /// The secondary already holds a restored full backup of the primary.
+        #[arg(long)]
+        initialized: bool,
+        /// Overwrite the secondary's databases with the full backup even when
+        /// they hold data.
+        #[arg(long)]
+        replace: bool,
+        /// Keep log backups in the share at least this long.
+        #[arg(long, default_value = "72h", value_parser = crate::parse_duration)]
+        retention: Duration,
+        /// Alert when no log backup ran within this.
+        #[arg(long, default_value = "1h", value_parser = crate::parse_duration)]
+        backup_alert: Duration,
+        /// Alert when a copied log backup waited longer than this.
+        #[arg(long, default_value = "45m", value_parser = crate::parse_duration)]
+        restore_alert: Duration,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The monitor: each job's last run, last file, last LSN, lag and alerts.
+    Status {
+        #[arg(long)]
+        server: String,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a secondary's copy and restore jobs now, ignoring the delay (what
+    /// is left before bringing it online with `pchat db recover`).
+    Run {
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop log shipping on a server (the primary's backup job, or a
+    /// secondary's copy and restore jobs). The databases keep their state.
+    Remove {
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum MirrorCmd {
+    /// Pair the principal's databases with a mirror: the mirror is
+    /// initialised from a full backup (through --share) restored WITH
+    /// NORECOVERY, then follows the principal's log.
+    Set {
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        mirror: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        #[arg(long, value_enum, default_value = "sync")]
+        mode: Mode,
+        /// A folder both servers reach, for the initial full backup.
+        #[arg(long)]
+        share: String,
+        /// Overwrite the mirror's databases even when they hold data.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned role switch, run against the principal: only when the mirror
+    /// is synchronized; nothing is lost.
+    Failover {
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The principal is lost: the mirror serves, on a new fork, and reports
+    /// the LSNs it may lack (none when it was synchronized).
+    ForceService {
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Break the pair on this server (run it on both): both keep their
+    /// data; a principal serves alone, a mirror stays RESTORING.
+    Remove {
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+        database: Vec<Database>,
+        #[command(flatten)]
+        secret: Secret,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Mode {
+    /// Acknowledge once the mirror has it too; serve alone while it is away.
+    Sync,
+    /// Acknowledge once the mirror has it too; refuse writes while it is away.
+    Strict,
+    /// Do not wait for the mirror.
+    Async,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// One connection to a database server, for a command's requests.
+struct Server {
+    addr: String,
+    store: Arc<RemoteStore>,
+}
+
+impl Server {
+    fn new(addr: &str, secret: &Secret) -> anyhow::Result<Server> {
+        let key = crate::config::cluster_secret(secret.cluster_secret_file.as_deref())?;
+        Ok(Server {
+            addr: addr.to_string(),
+            store: RemoteStore::tool(addr.to_string(), key, "pchat-db".into()),
+        })
+    }
+
+    fn call(&self, req: Request) -> anyhow::Result<serde_json::Value> {
+        let store = self.store.clone();
+        tokio::runtime::Handle::current()
+            .block_on(async move { store.call(req).await })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.addr))
+    }
+
+    /// The status entry of one database.
+    fn database(&self, db: Database) -> anyhow::Result<serde_json::Value> {
+        let v = self.call(Request::Status)?;
+        v["databases"]
+            .as_array()
+            .and_then(|d| {
+                d.iter()
+                    .find(|d| d["database"] == db.file().trim_end_matches(".db"))
+                    .cloned()
+            })
+            .with_context(|| format!("{} hosts no {}", self.addr, db.file()))
+    }
+
+    /// Full backup of `db` on `from` into the share, restored here in
+    /// `recovery` (the first step of log shipping and of mirroring).
+    fn initialise_from(
+        &self,
+        from: &Server,
+        db: Database,
+        share: &str,
+        recovery: pchat_store::Recovery,
+        replace: bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let here = self.database(db)?;
+        let there = from.database(db)?;
+        let name = db.file().trim_end_matches(".db");
+        if here["last_lsn"] != 0 && here["family_id"] != there["family_id"] && !replace {
+            bail!(
+                "{} on {} holds data of another database (LSN {}): the backup set holds a backup of a database other than the existing database (use --replace)",
+                name,
+                self.addr,
+                here["last_lsn"]
+            );
+        }
+        let file = format!(
+            "{}/{name}_full_{}.bak",
+            share.trim_end_matches('/'),
+            pchat_engine::now_ms()
+        );
+        from.call(Request::Backup {
+            db: db.wire(),
+            to: file.clone(),
+            log: false,
+            name: format!("{name} initialisation"),
+            description: format!("full backup of {name} on {} for {}", from.addr, self.addr),
+        })?;
+        self.call(Request::Restore {
+            db: db.wire(),
+            from: file,
+            replace: true,
+            recovery,
+        })
+    }
+}
+
+pub fn logship(cmd: LogshipCmd) -> anyhow::Result<()> {
+    match cmd {
+        LogshipCmd::Configure {
+            primary,
+            secondary,
+            database,
+            share,
+            copy_to,
+            continuous,
+            backup_every,
+            copy_every,
+            restore_every,
+            restore_delay,
+            standby,
+            initialized,
+            replace,
+            retention,
+            backup_alert,
+            restore_alert,
+            secret,
+            json,
+        } => {
+            let (p, s) = (
+                Server::new(&primary, &secret)?,
+                Server::new(&secondary, &secret)?,
+            );
+            let mut done = Vec::new();
+            for db in database {
+                let name = db.file().trim_end_matches(".db");
+                let initialised = if initialized {
+                    let here = s.database(db)?;
+                    if here["state"] == "ONLINE" {
+                        bail!("{name} on {secondary} is ONLINE: it is not initialised (restore a full backup of the primary with --norecovery or --standby, or leave out --initialized)");
+                    }
+                    here
+                } else {
+                    let recovery = if standby {
+                        pchat_store::Recovery::Standby
+                    } else {
+                        pchat_store::Recovery::NoRecovery
+                    };
+                    s.initialise_from(&p, db, &share, recovery, replace)?
+                };
+                p.call(Request::LogshipPrimary {
+                    config: LogshipPrimary {
+                        db: db.wire(),
+                        share: share.clone(),
+                        every_ms: if continuous { 0 } else { ms(backup_every) },
+                        continuous,
+                        retention_ms: ms(retention),
+                        backup_alert_ms: ms(backup_alert),
+                    },
+                })?;
+                s.call(Request::LogshipSecondary {
+                    config: LogshipSecondary {
+                        db: db.wire(),
+                        primary: primary.clone(),
+                        share: share.clone(),
+                        copy_to: copy_to.clone(),
+                        copy_every_ms: if continuous { 0 } else { ms(copy_every) },
+                        restore_every_ms: if continuous { 0 } else { ms(restore_every) },
+                        delay_ms: restore_delay.map(ms).unwrap_or(0),
+                        standby,
+                        continuous,
+                        restore_alert_ms: ms(restore_alert),
+                    },
+                })?;
+                done.push(serde_json::json!({
+                    "database": name,
+                    "secondary_last_lsn": initialised["last_lsn"],
+                }));
+            }
+            out(json, &done, || {
+                done.iter()
+                    .map(|d| {
+                        format!(
+                            "{}: shipping from {primary} to {secondary} ({}); the secondary is initialised at LSN {}",
+                            d["database"].as_str().unwrap_or(""),
+                            if continuous { "continuous".to_string() } else { format!("backup every {backup_every:?}") },
+                            d["secondary_last_lsn"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        LogshipCmd::Status {
+            server,
+            secret,
+            json,
+        } => {
+            let v = Server::new(&server, &secret)?.call(Request::LogshipStatus)?;
+            out(json, &v, || monitor_text(&v))
+        }
+        LogshipCmd::Run {
+            server,
+            database,
+            secret,
+            json,
+        } => {
+            let s = Server::new(&server, &secret)?;
+            let mut done = Vec::new();
+            for db in database {
+                done.push(s.call(Request::LogshipRun { db: db.wire() })?);
+            }
+            out(json, &done, || {
+                done.iter()
+                    .map(|d| {
+                        format!(
+                            "{}: restored through LSN {}",
+                            d["database"].as_str().unwrap_or(""),
+                            d["last_lsn"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        LogshipCmd::Remove {
+            server,
+            database,
+            secret,
+            json,
+        } => {
+            let s = Server::new(&server, &secret)?;
+            let mut done = Vec::new();
+            for db in database {
+                done.push(s.call(Request::LogshipRemove { db: db.wire() })?);
+            }
+            out(json, &done, || {
+                format!(
+                    "log shipping removed on {server} for {}",
+                    done.iter()
+                        .map(|d| d["database"].as_str().unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        }
+    }
+}
+
+fn monitor_text(v: &serde_json::Value) -> String {
+    let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+    if jobs.is_empty() {
+        return "no log shipping on this server".into();
+    }
+    let age = |t: &serde_json::Value| match t.as_i64() {
+        Some(t) => format!("{:.1} s ago", (pchat_engine::now_ms() - t) as f64 / 1000.0),
+        None => "never".into(),
+    };
+    let mut lines = Vec::new();
+    for j in jobs {
+        let m = &j["monitor"];
+        let role = j["config"]["role"].as_str().unwrap_or("");
+        lines.push(format!("{} ({role})", j["database"].as_str().unwrap_or("")));
+        let names: &[&str] = if role == "primary" {
+            &["backup"]
+        } else {
+            &["copy", "restore"]
+        };
+        for job in names {
+            let r = &m[*job];
+            lines.push(format!(
+                "  {job:<8} last run {}, last file {}, last LSN {}{}",
+                age(&r["last_run_ms"]),
+                r["last_file"].as_str().unwrap_or("-"),
+                r["last_lsn"],
+                r["last_error"]
+                    .as_str()
+                    .map(|e| format!(", error: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if role == "secondary" {
+            lines.push(format!(
+                "  lag      {} LSNs, {} ms",
+                m["lag_lsns"], m["lag_ms"]
+            ));
+        }
+        for a in j["alerts"].as_array().into_iter().flatten() {
+            lines.push(format!("  ALERT    {}", a.as_str().unwrap_or("")));
+        }
+    }
+    lines.join("\n")
+}
+
+pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
+    let (server, database, secret, json, req): (
+        String,
+        Vec<Database>,
+        Secret,
+        bool,
+        fn(pchat_wire::message::Db) -> Request,
+    ) = match cmd {
+        MirrorCmd::Set {
+            principal,
+            mirror,
+            database,
+            mode,
+            share,
+            replace,
+            secret,
+            json,
+        } => {
+            let (p, m) = (
+                Server::new(&principal, &secret)?,
+                Server::new(&mirror, &secret)?,
+            );
+            let mode = match mode {
+                Mode::Sync => MirrorMode::Sync,
+                Mode::Strict => MirrorMode::Strict,
+                Mode::Async => MirrorMode::Async,
+            };
+            let mut done = Vec::new();
+            for db in database {
+                let r =
+                    m.initialise_from(&p, db, &share, pchat_store::Recovery::NoRecovery, replace)?;
+                m.call(Request::MirrorSet {
+                    db: db.wire(),
+                    role: MirrorRole::Mirror,
+                    partner: principal.clone(),
+                    mode,
+                })?;
+                p.call(Request::MirrorSet {
+                    db: db.wire(),
+                    role: MirrorRole::Principal,
+                    partner: mirror.clone(),
+                    mode,
+                })?;
+                done.push(serde_json::json!({
+                    "database": db.file().trim_end_matches(".db"),
+                    "mirror_from_lsn": r["last_lsn"],
+                }));
+            }
+            return out(json, &done, || {
+                done.iter()
+                    .map(|d| {
+                        format!(
+                            "{}: {principal} is the principal, {mirror} the mirror ({mode:?}); the mirror starts at LSN {}",
+                            d["database"].as_str().unwrap_or(""),
+                            d["mirror_from_lsn"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        MirrorCmd::Failover {
+            server,
+            database,
+            secret,
+            json,
+        } => (server, database, secret, json, |db| {
+            Request::MirrorFailover { db }
+        }),
+        MirrorCmd::ForceService {
+            server,
+            database,
+            secret,
+            json,
+        } => (server, database, secret, json, |db| Request::MirrorForce {
+            db,
+        }),
+        MirrorCmd::Remove {
+            server,
+            database,
+            secret,
+            json,
+        } => (server, database, secret, json, |db| Request::MirrorRemove {
+            db,
+        }),
+    };
+    let s = Server::new(&server, &secret)?;
+    let mut done = Vec::new();
+    for db in database {
+        done.push(s.call(req(db.wire()))?);
+    }
+    out(json, &done, || {
+        done.iter()
+            .map(|d| {
+                let mut line = format!(
+                    "{}: done on {server}",
+                    d["database"].as_str().unwrap_or("")
+                );
+                if let Some(m) = d.get("missing_lsns") {
+                    line = if m.is_null() {
+                        format!(
+                            "{}: serving on {server} at LSN {} on fork {}; no acknowledged LSN is missing",
+                            d["database"].as_str().unwrap_or(""),
+                            d["last_lsn"],
+                            d["fork_id"].as_str().unwrap_or("")
+                        )
+                    } else {
+                        format!(
+                            "{}: serving on {server} at LSN {} on fork {}; LSNs {}-{} of the old principal are missing here",
+                            d["database"].as_str().unwrap_or(""),
+                            d["last_lsn"],
+                            d["fork_id"].as_str().unwrap_or(""),
+                            m["first"],
+                            m["last"]
+                        )
+                    };
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

@@ -1,0 +1,443 @@
+//! Mirroring and log shipping between real database servers on 127.0.0.1,
+//! with a real chat server in front and real clients posting.
+
+use super::common::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Clients posting into `room` until `stop`, each retrying a post that
+/// failed with the same client_msg_id (as real clients do) until it is
+/// acknowledged. Answers (id, seq) of every acknowledged post.
+fn posting(
+    c: &Client,
+    token: &str,
+    room: i64,
+    lanes: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> (
+    Arc<Mutex<Vec<(String, i64)>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let (c, token, acked, stop) = (c.clone(), token.to_string(), acked.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let id = format!("l{lane}-{i}");
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let a = c.post(&token, room, &id, &id).await;
+                    if a.status == 201 || a.status == 200 {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((id.clone(), a.body["seq"].as_i64().unwrap()));
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{id} never acknowledged: {}",
+                        a.body
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                i += 1;
+                tokio::time::sleep(pause).await;
+            }
+        }));
+    }
+    (acked, tasks)
+}
+
+fn chat_env(database: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", database.to_string()),
+    ]
+}
+
+fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Every acknowledged post is in the history exactly once, and the
+/// sequence numbers have no gap.
+fn exactly_once(history: &[Value], acked: &[(String, i64)]) {
+    let bodies: Vec<&str> = history
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    for (id, seq) in acked {
+        let n = bodies.iter().filter(|b| *b == id).count();
+        assert_eq!(n, 1, "acknowledged {id} (seq {seq}) is there exactly once");
+    }
+    assert_eq!(
+        seqs(history),
+        (1..=history.len() as i64).collect::<Vec<_>>()
+    );
+}
+
+/// A synchronous mirror: clients post; the principal is killed with SIGKILL
+/// mid-load; the mirror is forced into service; every acknowledged post is
+/// on the new principal exactly once. The old principal, restarted, does
+/// not serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() {
+    let (d1, d2, share) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut principal = DbServer::start(d1.path(), "127.0.0.1:0");
+    let mirror = DbServer::start(d2.path(), "127.0.0.1:0");
+    let share_s = share.path().display().to_string();
+    let set = db_cmd(&[
+        "mirror",
+        "set",
+        "--principal",
+        &principal.addr,
+        "--mirror",
+        &mirror.addr,
+        "--share",
+        &share_s,
+        "--mode",
+        "sync",
+    ])
+    .unwrap();
+    assert_eq!(set.as_array().unwrap().len(), 2, "{set}");
+    // A second mirror set onto a mirror holding data of this family is fine;
+    // the mirror refuses to serve.
+    assert_eq!(db_status(&mirror.addr, "mgc")["state"], "RESTORING");
+    assert_eq!(db_status(&mirror.addr, "mgc")["serving"], false);
+
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = chat_env(&format!("{},{}", principal.addr, mirror.addr));
+    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "busy", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    // Synchronized: the mirror holds what the principal acknowledged.
+    let mut synced = false;
+    for _ in 0..100 {
+        let s = db_status(&principal.addr, "mgc");
+        if s["mirroring"]["synchronized"] == true {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(synced, "the mirror never synchronized");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = posting(&c, &admin, room, 4, Duration::ZERO, stop.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 10, "posts were acknowledged before the kill");
+    let principal_addr = principal.addr.clone();
+    principal.kill9();
+    let forced = db_cmd(&["mirror", "force-service", "--server", &mirror.addr]).unwrap();
+    for d in forced.as_array().unwrap() {
+        if d["database"] == "mgc" {
+            assert!(
+                d["missing_lsns"].is_null(),
+                "a synchronous mirror lacks nothing: {d}"
+            );
+        }
+    }
+    // The chat server finds the new principal; the clients' retries land.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < before + 200 {
+        assert!(
+            Instant::now() < deadline,
+            "posting did not resume on the new principal"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    exactly_once(&c.history(&admin, room).await, &acked);
+
+    // The old principal comes back: it must not serve.
+    let old = DbServer::start(d1.path(), &principal_addr);
+    for _ in 0..30 {
+        let s = db_status(&old.addr, "mgc");
+        assert_eq!(s["serving"], false, "the old principal serves: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The chat server still writes to the new principal only.
+    let a = c.post(&admin, room, "after", "after").await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let mgc = db_status(&mirror.addr, "mgc");
+    assert_eq!(mgc["serving"], true, "{mgc}");
+}
+
+/// Planned failover: roles switch with nothing lost; `mirror remove`
+/// breaks the pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_mirror_failover_switches_roles_without_loss() {
+    let (d1, d2, share) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = DbServer::start(d1.path(), "127.0.0.1:0");
+    let b = DbServer::start(d2.path(), "127.0.0.1:0");
+    let share_s = share.path().display().to_string();
+    db_cmd(&[
+        "mirror",
+        "set",
+        "--principal",
+        &a.addr,
+        "--mirror",
+        &b.addr,
+        "--share",
+        &share_s,
+        "--database",
+        "mgc",
+    ])
+    .unwrap();
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = chat_env(&format!("{},{}", a.addr, b.addr));
+    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "calm", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = posting(&c, &admin, room, 2, Duration::from_millis(5), stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = db_cmd(&[
+        "mirror",
+        "failover",
+        "--server",
+        &a.addr,
+        "--database",
+        "mgc",
+    ])
+    .unwrap();
+    assert!(out[0]["last_lsn"].as_i64().unwrap() > 0, "{out}");
+    assert_eq!(db_status(&a.addr, "mgc")["state"], "RESTORING");
+    assert_eq!(db_status(&b.addr, "mgc")["serving"], true);
+    let n = acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < n + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "posting did not resume after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    exactly_once(&c.history(&admin, room).await, &acked.lock().unwrap());
+    // The old principal follows as the mirror, and is synchronized.
+    let mut synced = false;
+    for _ in 0..100 {
+        if db_status(&b.addr, "mgc")["mirroring"]["synchronized"] == true {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(synced, "{}", db_status(&b.addr, "mgc"));
+    // A failover against the mirror is refused.
+    let e = db_cmd(&[
+        "mirror",
+        "failover",
+        "--server",
+        &a.addr,
+        "--database",
+        "mgc",
+    ])
+    .unwrap_err();
+    assert!(e.contains("not a principal"), "{e}");
+    // Remove: both keep their data; the mirror stays RESTORING.
+    db_cmd(&["mirror", "remove", "--server", &b.addr, "--database", "mgc"]).unwrap();
+    db_cmd(&["mirror", "remove", "--server", &a.addr, "--database", "mgc"]).unwrap();
+    assert_eq!(db_status(&a.addr, "mgc")["state"], "RESTORING");
+    assert!(db_status(&b.addr, "mgc")["mirroring"].is_null());
+}
+
+/// Log shipping under steady load for 30 s in continuous mode: the
+/// secondary stays within a second or two of the primary. Then the primary
+/// is killed, what is left is applied, and the secondary comes online:
+/// every log backup that reached the share is applied, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_shipping_keeps_the_secondary_close_and_brings_it_online() {
+    let (d1, d2, share, copy) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut primary = DbServer::start(d1.path(), "127.0.0.1:0");
+    let secondary = DbServer::start(d2.path(), "127.0.0.1:0");
+    let (share_s, copy_s) = (
+        share.path().display().to_string(),
+        copy.path().display().to_string(),
+    );
+    let out = db_cmd(&[
+        "logship",
+        "configure",
+        "--primary",
+        &primary.addr,
+        "--secondary",
+        &secondary.addr,
+        "--share",
+        &share_s,
+        "--copy-to",
+        &copy_s,
+        "--continuous",
+    ])
+    .unwrap();
+    assert_eq!(out.as_array().unwrap().len(), 2, "{out}");
+    // Refused: a secondary that is ONLINE, when told it is initialised.
+    let other = tempfile::tempdir().unwrap();
+    let third = DbServer::start(other.path(), "127.0.0.1:0");
+    let e = db_cmd(&[
+        "logship",
+        "configure",
+        "--primary",
+        &primary.addr,
+        "--secondary",
+        &third.addr,
+        "--share",
+        &share_s,
+        "--copy-to",
+        &copy_s,
+        "--continuous",
+        "--initialized",
+    ])
+    .unwrap_err();
+    assert!(e.contains("is ONLINE"), "{e}");
+
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = chat_env(&primary.addr);
+    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "shipped", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = posting(&c, &admin, room, 2, Duration::from_millis(5), stop.clone());
+    // Measure the lag: how long until the secondary holds what the primary
+    // held at an instant.
+    let started = Instant::now();
+    let mut lags = Vec::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        let target = db_status(&primary.addr, "mgc")["last_lsn"]
+            .as_i64()
+            .unwrap();
+        let t0 = Instant::now();
+        while db_status(&secondary.addr, "mgc")["last_lsn"]
+            .as_i64()
+            .unwrap()
+            < target
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the secondary stopped following"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        lags.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    lags.sort();
+    let (median, max) = (lags[lags.len() / 2], lags[lags.len() - 1]);
+    eprintln!(
+        "log shipping lag over {} samples: median {median:?}, max {max:?}",
+        lags.len()
+    );
+    assert!(max < Duration::from_secs(3), "lag max {max:?}");
+    let status = db_cmd(&["logship", "status", "--server", &secondary.addr]).unwrap();
+    let jobs = status["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{status}");
+    assert!(jobs
+        .iter()
+        .all(|j| j["monitor"]["restore"]["runs"].as_u64().unwrap() > 0));
+
+    // The primary is lost mid-load.
+    primary.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.abort();
+    }
+    let acked = acked.lock().unwrap().clone();
+    db_cmd(&["logship", "run", "--server", &secondary.addr]).unwrap();
+    let shipped = db_cmd(&["backups", "--share", &share_s]).unwrap();
+    let last_shipped = shipped["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["header"]["database"] == "mgc")
+        .map(|b| b["header"]["last_lsn"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    db_cmd(&["logship", "remove", "--server", &secondary.addr]).unwrap();
+    let rec = db_cmd(&["recover", "--server", &secondary.addr, "--database", "mgc"]).unwrap();
+    db_cmd(&[
+        "recover",
+        "--server",
+        &secondary.addr,
+        "--database",
+        "mgccomp",
+    ])
+    .unwrap();
+    assert_eq!(rec["last_lsn"].as_i64().unwrap(), last_shipped, "{rec}");
+    assert_eq!(rec["state"], "ONLINE");
+
+    // A chat server on the secondary: the history is the acknowledged posts
+    // in order, up to what was shipped.
+    let chat2_dir = tempfile::tempdir().unwrap();
+    let env2 = chat_env(&secondary.addr);
+    let chat2 = Server::start_in(chat2_dir.path(), &refs(&env2));
+    let c2 = chat2.client();
+    let admin2 = c2.sign_in(ADMIN, ADMIN_PW).await;
+    let history = c2.history(&admin2, room).await;
+    let mut in_order = acked.clone();
+    in_order.sort_by_key(|(_, seq)| *seq);
+    assert!(!history.is_empty());
+    for (m, (id, seq)) in history.iter().zip(&in_order) {
+        assert_eq!(
+            (m["body"].as_str().unwrap(), m["seq"].as_i64().unwrap()),
+            (id.as_str(), *seq)
+        );
+    }
+    eprintln!(
+        "{} of {} acknowledged posts were shipped before the kill",
+        history.len(),
+        acked.len()
+    );
+    assert_eq!(
+        seqs(&history),
+        (1..=history.len() as i64).collect::<Vec<_>>()
+    );
+}

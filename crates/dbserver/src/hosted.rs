@@ -1,0 +1,179 @@
+//! The databases a server hosts, open: `mgc` and `mgccomp`, each of which
+//! can be taken offline for a restore or a change of state and opened again
+//! while the server runs, and the compliance recorder, which runs only while
+//! both are ONLINE (on a mirror or a log-shipping secondary they are not).
+
+use pchat_engine::{compliance, ChatEngine, ComplianceEngine, DbState, MGCCOMP_FILE, MGC_FILE};
+use pchat_store::{ChatStore, StoreError};
+use pchat_wire::message::Db;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+
+type Recorder = (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+);
+
+pub struct Hosted {
+    pub data_dir: PathBuf,
+    mgc: RwLock<Arc<ChatEngine>>,
+    comp: RwLock<Arc<ComplianceEngine>>,
+    recorder: Mutex<Option<Recorder>>,
+    /// One change of a database at a time (restore, recovery, role change).
+    pub admin: tokio::sync::Mutex<()>,
+}
+
+pub fn db_file(db: Db) -> &'static str {
+    match db {
+        Db::Mgc => MGC_FILE,
+        Db::Mgccomp => MGCCOMP_FILE,
+    }
+}
+
+pub fn db_name(db: Db) -> &'static str {
+    match db {
+        Db::Mgc => "mgc",
+        Db::Mgccomp => "mgccomp",
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+impl Hosted {
+    pub fn open(data_dir: &Path) -> anyhow::Result<Arc<Hosted>> {
+        std::fs::create_dir_all(data_dir)?;
+        let hosted = Arc::new(Hosted {
+            data_dir: data_dir.to_path_buf(),
+            mgc: RwLock::new(ChatEngine::open(&data_dir.join(MGC_FILE))?),
+            comp: RwLock::new(compliance::open(&data_dir.join(MGCCOMP_FILE))?),
+            recorder: Mutex::new(None),
+            admin: tokio::sync::Mutex::new(()),
+        });
+        hosted.start_recorder();
+        Ok(hosted)
+    }
+
+    pub fn mgc(&self) -> Arc<ChatEngine> {
+        match self.mgc.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn comp(&self) -> Arc<ComplianceEngine> {
+        match self.comp.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn file(&self, db: Db) -> PathBuf {
+        self.data_dir.join(db_file(db))
+    }
+
+    /// Uploaded files travel with `mgc`.
+    pub fn files_dir(&self, db: Db) -> Option<PathBuf> {
+        (db == Db::Mgc).then(|| self.data_dir.join(pchat_engine::FILES_DIR))
+    }
+
+    /// The state in the database file.
+    pub fn state(&self, db: Db) -> Result<DbState, StoreError> {
+        let conn = pchat_engine::open_connection(&self.file(db)).map_err(internal)?;
+        pchat_engine::read_state(&conn).map_err(internal)
+    }
+
+    pub fn identity(&self, db: Db) -> Result<pchat_store::Identity, StoreError> {
+        let conn = pchat_engine::open_connection(&self.file(db)).map_err(internal)?;
+        pchat_engine::read_identity(&conn)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("{} has no identity", db_name(db))))
+    }
+
+    /// Starts the recorder when both databases are ONLINE.
+    fn start_recorder(&self) {
+        let online = |db| matches!(self.state(db), Ok(DbState::Online));
+        if !(online(Db::Mgc) && online(Db::Mgccomp)) {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mgc: Arc<dyn ChatStore> = self.mgc();
+        let task = tokio::spawn(compliance::run_recorder(mgc, self.comp(), stopped));
+        if let Ok(mut r) = self.recorder.lock() {
+            *r = Some((stop, task));
+        }
+    }
+
+    async fn stop_recorder(&self) {
+        let running = self.recorder.lock().ok().and_then(|mut r| r.take());
+        if let Some((stop, task)) = running {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+    }
+
+    /// Closes `db`, runs `change` on its file (a restore, a change of
+    /// state), then opens it again, whatever `change` answered, and
+    /// restarts the recorder if both databases are ONLINE. Commands sent to
+    /// the database meanwhile are refused as unavailable (and retried).
+    pub async fn offline<T: Send + 'static>(
+        &self,
+        db: Db,
+        change: impl FnOnce(&Path) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.stop_recorder().await;
+        let file = self.file(db);
+        let result = match db {
+            Db::Mgc => {
+                let old = self.mgc();
+                tokio::task::spawn_blocking(move || {
+                    old.close();
+                    change(&file)
+                })
+                .await
+            }
+            Db::Mgccomp => {
+                let old = self.comp();
+                tokio::task::spawn_blocking(move || {
+                    old.close();
+                    change(&file)
+                })
+                .await
+            }
+        };
+        let reopened = self.reopen(db);
+        self.start_recorder();
+        let result = result.map_err(internal)?;
+        reopened?;
+        Ok(result)
+    }
+
+    fn reopen(&self, db: Db) -> Result<(), StoreError> {
+        let file = self.file(db);
+        match db {
+            Db::Mgc => {
+                let engine = ChatEngine::open(&file)?;
+                if let Ok(mut g) = self.mgc.write() {
+                    *g = engine;
+                }
+            }
+            Db::Mgccomp => {
+                let engine = compliance::open(&file)?;
+                if let Ok(mut g) = self.comp.write() {
+                    *g = engine;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the recorder and closes both databases (everything acknowledged
+    /// is already durable).
+    pub async fn close(&self) {
+        self.stop_recorder().await;
+        self.mgc().close();
+        self.comp().close();
+    }
+}

@@ -1,0 +1,605 @@
+//! Log shipping (SQL Server's, which Lync used to keep a backup data
+//! center): on the primary a **backup job** writes log backups to a share;
+//! on a secondary a **copy job** copies new ones to a local folder and a
+//! **restore job** applies them in order, WITH NORECOVERY or STANDBY,
+//! optionally after a delay. Jobs run on a schedule (down to a second) or
+//! continuously (as soon as the log grows, or a file appears). The
+//! configuration is kept in the data directory (`logship.json`) and the jobs
+//! start again with the server. The monitor keeps each job's last run.
+
+use crate::hosted::{db_name, internal, Hosted};
+use pchat_domain::Lsn;
+use pchat_engine::backup::{self, BackupError, BackupHeader, BackupKind, Recovery, RestoreOptions};
+use pchat_engine::DbState;
+use pchat_store::StoreError;
+use pchat_wire::message::{Db, LogshipPrimary, LogshipSecondary};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a continuous backup job gathers log growth into one file.
+const GATHER: Duration = Duration::from_millis(40);
+/// How often continuous copy and restore jobs look for new files.
+const POLL: Duration = Duration::from_millis(50);
+/// How often old files are cleaned up.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Role {
+    Primary(LogshipPrimary),
+    Secondary(LogshipSecondary),
+}
+
+/// One job's last run, for the monitor.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobRun {
+    pub runs: u64,
+    pub last_run_ms: Option<i64>,
+    /// The last run that did something (wrote, copied or restored a file).
+    pub last_done_ms: Option<i64>,
+    pub last_file: Option<String>,
+    pub last_lsn: Option<Lsn>,
+    pub last_error: Option<String>,
+}
+
+impl JobRun {
+    fn ran(&mut self, result: Result<Option<(String, Lsn)>, String>) {
+        let now = pchat_engine::now_ms();
+        self.runs += 1;
+        self.last_run_ms = Some(now);
+        match result {
+            Ok(Some((file, lsn))) => {
+                self.last_done_ms = Some(now);
+                self.last_file = Some(file);
+                self.last_lsn = Some(lsn);
+                self.last_error = None;
+            }
+            Ok(None) => self.last_error = None,
+            Err(e) => self.last_error = Some(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Monitor {
+    pub backup: JobRun,
+    pub copy: JobRun,
+    pub restore: JobRun,
+    /// Secondary: the newest LSN copied here, and how far the restore is behind it.
+    pub newest_copied_lsn: Option<Lsn>,
+    pub lag_lsns: Option<Lsn>,
+    /// Secondary: how long the oldest file not yet restored has waited.
+    pub lag_ms: Option<i64>,
+}
+
+struct Job {
+    role: Role,
+    monitor: Arc<Mutex<Monitor>>,
+    stop: watch::Sender<bool>,
+}
+
+pub struct Logship {
+    hosted: Arc<Hosted>,
+    jobs: Mutex<BTreeMap<String, Job>>,
+}
+
+fn refused(msg: impl Into<String>) -> StoreError {
+    StoreError::Domain(pchat_domain::DomainError::Invalid(msg.into()))
+}
+
+fn role_db(role: &Role) -> Db {
+    match role {
+        Role::Primary(p) => p.db,
+        Role::Secondary(s) => s.db,
+    }
+}
+
+impl Logship {
+    pub fn start(hosted: Arc<Hosted>) -> Arc<Logship> {
+        let l = Arc::new(Logship {
+            hosted,
+            jobs: Mutex::new(BTreeMap::new()),
+        });
+        let saved: BTreeMap<String, Role> = std::fs::read(l.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for role in saved.into_values() {
+            l.install(role);
+        }
+        l
+    }
+
+    fn path(&self) -> PathBuf {
+        self.hosted.data_dir.join("logship.json")
+    }
+
+    fn save(&self) -> Result<(), StoreError> {
+        let roles: BTreeMap<String, Role> = self
+            .jobs
+            .lock()
+            .map_err(internal)?
+            .iter()
+            .map(|(k, j)| (k.clone(), j.role.clone()))
+            .collect();
+        crate::write_atomically(
+            &self.path(),
+            &serde_json::to_vec_pretty(&roles).map_err(internal)?,
+        )
+        .map_err(internal)
+    }
+
+    fn install(self: &Arc<Self>, role: Role) {
+        let db = role_db(&role);
+        let (stop, stopped) = watch::channel(false);
+        let monitor = Arc::new(Mutex::new(Monitor::default()));
+        match &role {
+            Role::Primary(p) => {
+                tokio::spawn(self.clone().backup_job(p.clone(), monitor.clone(), stopped));
+            }
+            Role::Secondary(s) => {
+                tokio::spawn(
+                    self.clone()
+                        .secondary_jobs(s.clone(), monitor.clone(), stopped),
+                );
+            }
+        }
+        let job = Job {
+            role,
+            monitor,
+            stop,
+        };
+        if let Ok(mut jobs) = self.jobs.lock() {
+            if let Some(old) = jobs.insert(db_name(db).to_string(), job) {
+                let _ = old.stop.send(true);
+            }
+        }
+    }
+
+    /// This server becomes the primary of `db`: its backup job starts.
+    pub fn set_primary(self: &Arc<Self>, config: LogshipPrimary) -> Result<(), StoreError> {
+        if config.every_ms == 0 && !config.continuous {
+            return Err(refused("a schedule (every_ms > 0) or continuous mode"));
+        }
+        let share = Path::new(&config.share);
+        if !share.is_dir() {
+            return Err(refused(format!(
+                "the share {} is not a folder on {}",
+                config.share,
+                self.hosted.data_dir.display()
+            )));
+        }
+        self.install(Role::Primary(config));
+        self.save()
+    }
+
+    /// This server becomes a secondary of `db`: copy and restore jobs start.
+    /// The database must already be initialised (restored WITH NORECOVERY or
+    /// STANDBY from a full backup of the primary).
+    pub fn set_secondary(self: &Arc<Self>, config: LogshipSecondary) -> Result<(), StoreError> {
+        if (config.copy_every_ms == 0 || config.restore_every_ms == 0) && !config.continuous {
+            return Err(refused("schedules (every_ms > 0) or continuous mode"));
+        }
+        if self.hosted.state(config.db)? == DbState::Online {
+            return Err(refused(format!(
+                "{} is ONLINE here: initialise the secondary from a full backup of the primary (restored with --norecovery or --standby)",
+                db_name(config.db)
+            )));
+        }
+        std::fs::create_dir_all(&config.copy_to).map_err(|e| {
+            refused(format!(
+                "cannot create the copy folder {}: {e}",
+                config.copy_to
+            ))
+        })?;
+        self.install(Role::Secondary(config));
+        self.save()
+    }
+
+    /// `sp_delete_log_shipping_primary_database` / `_secondary_database`.
+    pub fn remove(&self, db: Db) -> Result<serde_json::Value, StoreError> {
+        let job = self
+            .jobs
+            .lock()
+            .map_err(internal)?
+            .remove(db_name(db))
+            .ok_or_else(|| refused(format!("{} is not log shipped here", db_name(db))))?;
+        let _ = job.stop.send(true);
+        self.save()?;
+        Ok(serde_json::json!({ "database": db_name(db), "removed": true }))
+    }
+
+    /// The monitor: every job of this server, with alerts.
+    pub fn status(&self) -> Result<serde_json::Value, StoreError> {
+        let now = pchat_engine::now_ms();
+        let jobs = self.jobs.lock().map_err(internal)?;
+        let mut out = Vec::new();
+        for (db, job) in jobs.iter() {
+            let m = job.monitor.lock().map_err(internal)?.clone();
+            let mut alerts = Vec::new();
+            match &job.role {
+                Role::Primary(p) if p.backup_alert_ms > 0 => {
+                    let last = m.backup.last_done_ms.or(m.backup.last_run_ms);
+                    if last.is_none_or(|t| now - t > p.backup_alert_ms as i64) {
+                        alerts.push(format!(
+                            "no log backup within {} s",
+                            p.backup_alert_ms / 1000
+                        ));
+                    }
+                }
+                Role::Secondary(s) if s.restore_alert_ms > 0 => {
+                    if m.lag_ms.unwrap_or(0) > s.restore_alert_ms as i64 {
+                        alerts.push(format!("no restore within {} s", s.restore_alert_ms / 1000));
+                    }
+                }
+                _ => {}
+            }
+            if let Some(e) = m
+                .backup
+                .last_error
+                .iter()
+                .chain(&m.copy.last_error)
+                .chain(&m.restore.last_error)
+                .next()
+            {
+                alerts.push(e.clone());
+            }
+            out.push(serde_json::json!({
+                "database": db,
+                "config": job.role,
+                "monitor": m,
+                "alerts": alerts,
+            }));
+        }
+        Ok(serde_json::json!({ "jobs": out }))
+    }
+
+    /// Runs the copy and restore jobs of `db` once, now (what is left, before
+    /// bringing a secondary online).
+    pub async fn run_now(&self, db: Db) -> Result<serde_json::Value, StoreError> {
+        let (config, monitor) = {
+            let jobs = self.jobs.lock().map_err(internal)?;
+            match jobs.get(db_name(db)) {
+                Some(Job {
+                    role: Role::Secondary(s),
+                    monitor,
+                    ..
+                }) => (s.clone(), monitor.clone()),
+                _ => {
+                    return Err(refused(format!(
+                        "{} is not a log-shipping secondary here",
+                        db_name(db)
+                    )))
+                }
+            }
+        };
+        let mut seen = HashMap::new();
+        let copied = copy_once(&config);
+        if let Ok(m) = monitor.lock().as_mut() {
+            m.copy.ran(copied.clone());
+        }
+        copied.map_err(refused)?;
+        let restored = self.restore_once(&config, &monitor, &mut seen, true).await;
+        if let Ok(m) = monitor.lock().as_mut() {
+            m.restore.ran(restored.clone());
+        }
+        restored.map_err(refused)?;
+        let id = self.hosted.identity(db)?;
+        Ok(
+            serde_json::json!({ "database": db_name(db), "last_lsn": id.last_lsn, "monitor": monitor.lock().map_err(internal)?.clone() }),
+        )
+    }
+
+    async fn backup_job(
+        self: Arc<Self>,
+        config: LogshipPrimary,
+        monitor: Arc<Mutex<Monitor>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut commits = match config.db {
+            Db::Mgc => Either::Chat(self.hosted.mgc().engine().commits()),
+            Db::Mgccomp => Either::Comp(self.hosted.comp().commits()),
+        };
+        let mut last_cleanup = tokio::time::Instant::now();
+        let mut seq = 0u64;
+        loop {
+            if config.continuous {
+                // Wake on log growth (or each second, should a wakeup be missed).
+                tokio::select! {
+                    _ = commits.recv() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                tokio::time::sleep(GATHER).await;
+                commits.drain();
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(config.every_ms)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+            seq += 1;
+            let db_file = self.hosted.file(config.db);
+            let to = Path::new(&config.share).join(format!(
+                "{}_{:013}_{seq:06}.trn",
+                db_name(config.db),
+                pchat_engine::now_ms()
+            ));
+            let result = tokio::task::spawn_blocking(move || {
+                match backup::log_backup(&db_file, &to, "logship", "log shipping backup job") {
+                    Ok(h) => Ok(Some((to.display().to_string(), h.last_lsn))),
+                    Err(BackupError::NothingToBackUp(_)) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            if let Ok(m) = monitor.lock().as_mut() {
+                m.backup.ran(result);
+            }
+            // The engine may have been reopened (a restore): follow the new one.
+            if commits.closed() {
+                commits = match config.db {
+                    Db::Mgc => Either::Chat(self.hosted.mgc().engine().commits()),
+                    Db::Mgccomp => Either::Comp(self.hosted.comp().commits()),
+                };
+            }
+            if last_cleanup.elapsed() > CLEANUP_EVERY {
+                last_cleanup = tokio::time::Instant::now();
+                let (share, db, retention) =
+                    (PathBuf::from(&config.share), config.db, config.retention_ms);
+                let _ =
+                    tokio::task::spawn_blocking(move || clean_share(&share, db, retention)).await;
+            }
+        }
+    }
+
+    async fn secondary_jobs(
+        self: Arc<Self>,
+        config: LogshipSecondary,
+        monitor: Arc<Mutex<Monitor>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut seen: HashMap<String, BackupHeader> = HashMap::new();
+        let copy_every = if config.continuous {
+            POLL
+        } else {
+            Duration::from_millis(config.copy_every_ms)
+        };
+        let restore_every = if config.continuous {
+            POLL
+        } else {
+            Duration::from_millis(config.restore_every_ms)
+        };
+        let mut next_copy = tokio::time::Instant::now();
+        let mut next_restore = tokio::time::Instant::now();
+        loop {
+            let wake = next_copy.min(next_restore);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = stop.changed() => return,
+            }
+            let now = tokio::time::Instant::now();
+            if now >= next_copy {
+                next_copy = now + copy_every;
+                let c = config.clone();
+                let copied = tokio::task::spawn_blocking(move || copy_once(&c))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                if let Ok(m) = monitor.lock().as_mut() {
+                    m.copy.ran(copied);
+                }
+            }
+            if now >= next_restore {
+                next_restore = now + restore_every;
+                let restored = self.restore_once(&config, &monitor, &mut seen, false).await;
+                if let Ok(m) = monitor.lock().as_mut() {
+                    m.restore.ran(restored);
+                }
+            }
+        }
+    }
+
+    /// Applies, in LSN order, the copied log backups that continue the
+    /// database (and are older than the delay, unless `now`).
+    async fn restore_once(
+        &self,
+        config: &LogshipSecondary,
+        monitor: &Mutex<Monitor>,
+        seen: &mut HashMap<String, BackupHeader>,
+        ignore_delay: bool,
+    ) -> Result<Option<(String, Lsn)>, String> {
+        let dir = PathBuf::from(&config.copy_to);
+        let prefix = format!("{}_", db_name(config.db));
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&prefix) && name.ends_with(".trn") && !seen.contains_key(&name) {
+                if let Ok(h) = backup::read_header(&e.path()) {
+                    seen.insert(name, h);
+                }
+            }
+        }
+        let _one = self.hosted.admin.lock().await;
+        let file = self.hosted.file(config.db);
+        let (id, state) = (
+            self.hosted.identity(config.db).map_err(|e| e.to_string())?,
+            self.hosted.state(config.db).map_err(|e| e.to_string())?,
+        );
+        if state == DbState::Online {
+            return Err(format!(
+                "{} is ONLINE here (recovered): remove log shipping",
+                db_name(config.db)
+            ));
+        }
+        let mut pending: Vec<(&String, &BackupHeader)> = seen
+            .iter()
+            .filter(|(_, h)| h.last_lsn > id.last_lsn && h.kind == BackupKind::Log)
+            .collect();
+        pending.sort_by_key(|(_, h)| h.first_lsn);
+        let newest = seen.values().map(|h| h.last_lsn).max();
+        let now = pchat_engine::now_ms();
+        let mut last = id.last_lsn;
+        let mut done = None;
+        let recovery = if config.standby {
+            Recovery::Standby
+        } else {
+            Recovery::NoRecovery
+        };
+        for (name, h) in pending.iter() {
+            if h.first_lsn > last + 1 {
+                break; // a gap: the file that fills it has not been copied yet
+            }
+            if !ignore_delay && h.created_at + config.delay_ms as i64 > now {
+                break;
+            }
+            let path = dir.join(name);
+            let target = file.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                backup::restore(
+                    &path,
+                    &target,
+                    None,
+                    RestoreOptions {
+                        replace: false,
+                        recovery,
+                    },
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{name}: {e}"))?;
+            last = r.last_lsn;
+            done = Some(((*name).clone(), r.last_lsn));
+        }
+        let waiting = pending
+            .iter()
+            .filter(|(_, h)| h.last_lsn > last)
+            .map(|(_, h)| h.created_at)
+            .min();
+        if let Ok(m) = monitor.lock().as_mut() {
+            m.newest_copied_lsn = newest;
+            m.lag_lsns = newest.map(|n| (n - last).max(0));
+            m.lag_ms = Some(waiting.map(|t| (now - t).max(0)).unwrap_or(0));
+        }
+        // Restored and old enough: the copy is not needed any more.
+        seen.retain(|name, h| {
+            let old = h.last_lsn <= last && h.created_at + 3_600_000 < now;
+            if old {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            !old
+        });
+        Ok(done)
+    }
+}
+
+/// The copy job, once: every log backup of the database in the share that
+/// the copy folder lacks, copied under a temporary name, fsynced, renamed.
+fn copy_once(config: &LogshipSecondary) -> Result<Option<(String, Lsn)>, String> {
+    let share = Path::new(&config.share);
+    let to = Path::new(&config.copy_to);
+    let prefix = format!("{}_", db_name(config.db));
+    let mut names: Vec<String> = std::fs::read_dir(share)
+        .map_err(|e| format!("the share {}: {e}", share.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(&prefix) && n.ends_with(".trn"))
+        .collect();
+    names.sort();
+    let mut last = None;
+    for name in names {
+        let target = to.join(&name);
+        if target.exists() {
+            continue;
+        }
+        let tmp = to.join(format!(".{name}.copying"));
+        let copied = (|| -> std::io::Result<()> {
+            std::fs::copy(share.join(&name), &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &target)?;
+            std::fs::File::open(to)?.sync_all()
+        })();
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("copying {name}: {e}"));
+        }
+        let lsn = backup::read_header(&target)
+            .map(|h| h.last_lsn)
+            .unwrap_or(0);
+        last = Some((name, lsn));
+    }
+    Ok(last)
+}
+
+/// Deletes log backups of `db` from the share that are older than the
+/// retention and covered by a newer full backup there (a restore from that
+/// full backup never needs them).
+fn clean_share(share: &Path, db: Db, retention_ms: u64) {
+    let now = pchat_engine::now_ms();
+    let Ok(found) = backup::scan(share) else {
+        return;
+    };
+    let newest_full = found
+        .iter()
+        .filter_map(|f| f.header.as_ref())
+        .filter(|h| h.kind == BackupKind::Full && h.database == db_name(db))
+        .map(|h| h.last_lsn)
+        .max();
+    let Some(full) = newest_full else { return };
+    for f in &found {
+        if let Some(h) = &f.header {
+            if h.kind == BackupKind::Log
+                && h.database == db_name(db)
+                && h.last_lsn <= full
+                && h.created_at + (retention_ms as i64) < now
+            {
+                let _ = std::fs::remove_file(share.join(&f.file));
+            }
+        }
+    }
+}
+
+/// The commit notifications of either database.
+enum Either {
+    Chat(tokio::sync::broadcast::Receiver<Arc<pchat_domain::LogRecord<pchat_domain::Event>>>),
+    Comp(
+        tokio::sync::broadcast::Receiver<
+            Arc<pchat_domain::LogRecord<pchat_engine::compliance::ComplianceEvent>>,
+        >,
+    ),
+}
+
+impl Either {
+    async fn recv(&mut self) {
+        use tokio::sync::broadcast::error::RecvError;
+        let closed = match self {
+            Either::Chat(r) => matches!(r.recv().await, Err(RecvError::Closed)),
+            Either::Comp(r) => matches!(r.recv().await, Err(RecvError::Closed)),
+        };
+        if closed {
+            // Reopened underneath: wait for the schedule's second instead.
+            std::future::pending::<()>().await;
+        }
+    }
+    fn drain(&mut self) {
+        match self {
+            Either::Chat(r) => while r.try_recv().is_ok() {},
+            Either::Comp(r) => while r.try_recv().is_ok() {},
+        }
+    }
+    fn closed(&mut self) -> bool {
+        use tokio::sync::broadcast::error::TryRecvError;
+        match self {
+            Either::Chat(r) => matches!(r.try_recv(), Err(TryRecvError::Closed)),
+            Either::Comp(r) => matches!(r.try_recv(), Err(TryRecvError::Closed)),
+        }
+    }
+}

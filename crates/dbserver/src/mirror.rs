@@ -1,0 +1,782 @@
+//! Database mirroring (SQL Server's, as Lync used it): a principal streams
+//! its log records to a mirror on another database server, which applies
+//! them in RESTORING state.
+//!
+//! - **sync**: a command is acknowledged once the mirror has it too; while the
+//!   mirror is away the principal serves alone and says it is *exposed*.
+//! - **strict**: sync, but no writes while the mirror is away, so nothing
+//!   acknowledged ever exists on the principal alone.
+//! - **async**: acknowledgements do not wait for the mirror.
+//!
+//! A principal that starts up serves only once its partner has confirmed it
+//! is still the principal (a mirror forced into service meanwhile answers
+//! with its newer fork, and the old principal stays out: it rejoins as the
+//! mirror when it holds nothing the new principal lacks, and otherwise waits
+//! to be rebuilt from a backup). `mirror remove` on it lets it serve alone.
+
+use crate::hosted::{db_name, internal, Hosted};
+use pchat_domain::Lsn;
+use pchat_engine::backup::{self, LogApplier, LogSource};
+use pchat_engine::DbState;
+use pchat_store::{Fork, RawRecord, StoreError};
+use pchat_wire::message::{Db, MirrorMode, MirrorRole, Request};
+use pchat_wire::RemoteStore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a principal waits for the mirror to answer a batch before it
+/// counts the mirror as away.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most records in one batch to the mirror.
+const MAX_BATCH: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairConfig {
+    pub role: MirrorRole,
+    pub partner: String,
+    pub mode: MirrorMode,
+}
+
+/// What the principal knows of its mirror.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Link {
+    connected: bool,
+    /// The last LSN the mirror has made durable.
+    hardened: Lsn,
+}
+
+struct Pair {
+    config: PairConfig,
+    link: watch::Sender<Link>,
+    /// Principal: its partner confirmed it is the principal since it started.
+    confirmed: bool,
+    /// Principal after a forced service: serves alone until the pair is
+    /// synchronized again, whatever the mode.
+    forced: bool,
+    /// Principal: refusing new commands during a planned role switch.
+    switching: bool,
+    /// Why this copy must not serve (a newer fork exists elsewhere).
+    deposed: Option<String>,
+    /// Mirror: the principal's last LSN as last heard.
+    principal_lsn: Lsn,
+    /// Mirror: the connection that applies records.
+    applier: Option<Arc<Mutex<LogApplier>>>,
+    /// Principal: stops the streaming task.
+    stop: Option<watch::Sender<bool>>,
+}
+
+pub struct Mirroring {
+    hosted: Arc<Hosted>,
+    secret: Vec<u8>,
+    name: String,
+    pairs: Mutex<BTreeMap<String, Pair>>,
+}
+
+fn key(db: Db) -> String {
+    db_name(db).to_string()
+}
+
+fn parse_db(s: &str) -> Option<Db> {
+    match s {
+        "mgc" => Some(Db::Mgc),
+        "mgccomp" => Some(Db::Mgccomp),
+        _ => None,
+    }
+}
+
+fn refused(msg: impl Into<String>) -> StoreError {
+    StoreError::Domain(pchat_domain::DomainError::Invalid(msg.into()))
+}
+
+/// The status of one database's mirroring, for `pchat db status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairStatus {
+    pub role: MirrorRole,
+    pub partner: String,
+    pub mode: MirrorMode,
+    pub connected: bool,
+    pub synchronized: bool,
+    /// Principal: acknowledging commands the mirror does not have.
+    pub exposed: bool,
+    pub mirror_lsn: Option<Lsn>,
+    pub principal_lsn: Option<Lsn>,
+    pub deposed: Option<String>,
+    pub confirmed: bool,
+}
+
+impl Mirroring {
+    /// Loads the pairs from `mirroring.json` and starts streaming from every
+    /// principal. A principal is not confirmed until its partner answers.
+    pub fn start(hosted: Arc<Hosted>, secret: Vec<u8>, name: String) -> Arc<Mirroring> {
+        let m = Arc::new(Mirroring {
+            hosted,
+            secret,
+            name,
+            pairs: Mutex::new(BTreeMap::new()),
+        });
+        let saved: BTreeMap<String, PairConfig> = std::fs::read(m.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for (db, config) in saved {
+            if let Some(db) = parse_db(&db) {
+                m.install(db, config, false, false);
+            }
+        }
+        m
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.hosted.data_dir.join("mirroring.json")
+    }
+
+    fn save(&self) -> Result<(), StoreError> {
+        let configs: BTreeMap<String, PairConfig> = self
+            .pairs
+            .lock()
+            .map_err(internal)?
+            .iter()
+            .map(|(k, p)| (k.clone(), p.config.clone()))
+            .collect();
+        crate::write_atomically(
+            &self.path(),
+            &serde_json::to_vec_pretty(&configs).map_err(internal)?,
+        )
+        .map_err(internal)
+    }
+
+    fn install(self: &Arc<Self>, db: Db, config: PairConfig, confirmed: bool, forced: bool) {
+        let role = config.role;
+        let (link, _) = watch::channel(Link::default());
+        let mut pair = Pair {
+            config,
+            link,
+            confirmed,
+            forced,
+            switching: false,
+            deposed: None,
+            principal_lsn: 0,
+            applier: None,
+            stop: None,
+        };
+        if role == MirrorRole::Principal {
+            let (stop, stopped) = watch::channel(false);
+            pair.stop = Some(stop);
+            tokio::spawn(self.clone().stream(db, stopped));
+        }
+        if let Ok(mut pairs) = self.pairs.lock() {
+            if let Some(old) = pairs.insert(key(db), pair) {
+                if let Some(stop) = old.stop {
+                    let _ = stop.send(true);
+                }
+            }
+        }
+    }
+
+    fn with<T>(&self, db: Db, f: impl FnOnce(&mut Pair) -> T) -> Option<T> {
+        self.pairs.lock().ok()?.get_mut(&key(db)).map(f)
+    }
+
+    /// Why `db` takes no commands here now, if it does not.
+    pub fn refusal(&self, db: Db) -> Option<String> {
+        self.with(db, |p| {
+            if let Some(d) = &p.deposed {
+                return Some(d.clone());
+            }
+            if p.config.role != MirrorRole::Principal {
+                return Some(format!("{} is the mirror here; its principal is {}", db_name(db), p.config.partner));
+            }
+            if !p.confirmed {
+                return Some(format!(
+                    "{} waits for its mirror partner {} to confirm it is still the principal (or for `pchat db mirror remove`)",
+                    db_name(db), p.config.partner
+                ));
+            }
+            if p.switching {
+                return Some(format!("{} is switching roles with {}", db_name(db), p.config.partner));
+            }
+            let link = *p.link.borrow();
+            if p.config.mode == MirrorMode::Strict && !link.connected && !p.forced {
+                return Some(format!(
+                    "{} is mirrored in strict mode and its mirror {} is away: writes are refused",
+                    db_name(db), p.config.partner
+                ));
+            }
+            None
+        })
+        .flatten()
+    }
+
+    /// Waits, after `db` committed through `lsn`, until the acknowledgement
+    /// may go out: at once for async or unmirrored databases; for sync, once
+    /// the mirror has `lsn` or is away; for strict, once the mirror has it,
+    /// else the command is not acknowledged (retried with its client_msg_id).
+    pub async fn harden(&self, db: Db, lsn: Lsn) -> Result<(), StoreError> {
+        let Some((mode, forced, mut rx)) =
+            self.with(db, |p| (p.config.mode, p.forced, p.link.subscribe()))
+        else {
+            return Ok(());
+        };
+        if mode == MirrorMode::Async {
+            return Ok(());
+        }
+        loop {
+            let link = *rx.borrow_and_update();
+            if link.hardened >= lsn {
+                return Ok(());
+            }
+            if !link.connected {
+                return if mode == MirrorMode::Strict && !forced {
+                    Err(StoreError::Unavailable(format!(
+                        "the mirror of {} went away before it held LSN {lsn}; retry",
+                        db_name(db)
+                    )))
+                } else {
+                    Ok(())
+                };
+            }
+            if rx.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    pub fn status(&self, db: Db) -> Option<PairStatus> {
+        let last = self.hosted.identity(db).map(|i| i.last_lsn).unwrap_or(0);
+        self.with(db, |p| {
+            let link = *p.link.borrow();
+            let principal = p.config.role == MirrorRole::Principal;
+            let synchronized = if principal {
+                link.connected && link.hardened >= last
+            } else {
+                p.principal_lsn > 0 && last >= p.principal_lsn
+            };
+            PairStatus {
+                role: p.config.role,
+                partner: p.config.partner.clone(),
+                mode: p.config.mode,
+                connected: if principal {
+                    link.connected
+                } else {
+                    p.applier.is_some()
+                },
+                synchronized,
+                exposed: principal && p.confirmed && p.deposed.is_none() && !link.connected,
+                mirror_lsn: principal.then_some(link.hardened),
+                principal_lsn: (!principal).then_some(p.principal_lsn),
+                deposed: p.deposed.clone(),
+                confirmed: p.confirmed,
+            }
+        })
+    }
+
+    /// `mirror set` on this server: this copy of `db` becomes `role`.
+    pub async fn set(
+        self: &Arc<Self>,
+        db: Db,
+        role: MirrorRole,
+        partner: String,
+        mode: MirrorMode,
+    ) -> Result<serde_json::Value, StoreError> {
+        let state = self.hosted.state(db)?;
+        match role {
+            MirrorRole::Mirror if state == DbState::Online => {
+                return Err(refused(format!(
+                    "{} is ONLINE here: a mirror starts from a full backup of the principal restored with --norecovery",
+                    db_name(db)
+                )))
+            }
+            MirrorRole::Principal if state != DbState::Online => {
+                return Err(refused(format!(
+                    "{} is {} here: only an ONLINE database can be the principal",
+                    db_name(db),
+                    state.as_str()
+                )))
+            }
+            _ => {}
+        }
+        self.install(
+            db,
+            PairConfig {
+                role,
+                partner,
+                mode,
+            },
+            true,
+            false,
+        );
+        self.save()?;
+        Ok(serde_json::json!({ "database": db_name(db), "role": role }))
+    }
+
+    /// `mirror remove`: both copies keep their data; a principal serves
+    /// alone, a mirror stays RESTORING until it is recovered.
+    pub fn remove(&self, db: Db) -> Result<serde_json::Value, StoreError> {
+        let old = self
+            .pairs
+            .lock()
+            .map_err(internal)?
+            .remove(&key(db))
+            .ok_or_else(|| refused(format!("{} is not mirrored here", db_name(db))))?;
+        if let Some(stop) = old.stop {
+            let _ = stop.send(true);
+        }
+        self.save()?;
+        Ok(serde_json::json!({ "database": db_name(db), "removed": true }))
+    }
+
+    /// Principal side of the stream: connects, asks the mirror where it is,
+    /// sends everything after, then follows the log. Reconnects on failure.
+    async fn stream(self: Arc<Self>, db: Db, mut stop: watch::Receiver<bool>) {
+        loop {
+            let result = tokio::select! {
+                r = self.session(db) => r,
+                _ = stop.changed() => return,
+            };
+            if let Some(link) = self.with(db, |p| p.link.clone()) {
+                link.send_modify(|l| l.connected = false);
+            }
+            if let Err(e) = result {
+                tracing::debug!(db = db_name(db), error = %e, "mirroring session ended");
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn session(self: &Arc<Self>, db: Db) -> Result<(), StoreError> {
+        let Some((partner, link)) = self.with(db, |p| (p.config.partner.clone(), p.link.clone()))
+        else {
+            return Ok(());
+        };
+        let remote = RemoteStore::tool(partner.clone(), self.secret.clone(), self.name.clone());
+        let id = self.hosted.identity(db)?;
+        let forks = backup::fork_history(&self.hosted.file(db)).map_err(internal)?;
+        let answer = remote
+            .call(Request::MirrorStart {
+                db,
+                family_id: id.family_id.clone(),
+                fork_id: id.fork_id.clone(),
+                forks: forks.clone(),
+            })
+            .await;
+        let mirror: StartAnswer = match answer {
+            Ok(v) => serde_json::from_value(v).map_err(internal)?,
+            Err(StoreError::Domain(e)) => {
+                // The partner refuses to be our mirror: it may be a principal
+                // on a newer fork (it was forced into service).
+                return self.deposed_by(db, &partner, &e.to_string()).await;
+            }
+            Err(e) => return Err(e),
+        };
+        if mirror.last_lsn > id.last_lsn {
+            let why = format!(
+                "the mirror {partner} holds LSNs up to {}, beyond this principal's {}",
+                mirror.last_lsn, id.last_lsn
+            );
+            self.with(db, |p| p.deposed = Some(why.clone()));
+            return Err(refused(why));
+        }
+        self.with(db, |p| {
+            p.confirmed = true;
+            p.deposed = None;
+        });
+        link.send_modify(|l| {
+            l.connected = true;
+            l.hardened = mirror.last_lsn;
+        });
+        tracing::info!(db = db_name(db), %partner, from = mirror.last_lsn, "mirroring");
+        let mut records = self.subscribe(db, mirror.last_lsn)?;
+        loop {
+            let Some(first) = records.recv().await else {
+                return Err(StoreError::Unavailable("the log stream ended".into()));
+            };
+            let mut batch = vec![first?];
+            while batch.len() < MAX_BATCH {
+                match records.try_recv() {
+                    Ok(r) => batch.push(r?),
+                    Err(_) => break,
+                }
+            }
+            let principal_lsn = batch.last().map(|r| r.lsn).unwrap_or(0);
+            let sent = tokio::time::timeout(
+                APPLY_TIMEOUT,
+                remote.call(Request::MirrorApply {
+                    db,
+                    family_id: id.family_id.clone(),
+                    fork_id: id.fork_id.clone(),
+                    forks: forks.clone(),
+                    records: batch,
+                    principal_lsn,
+                }),
+            )
+            .await
+            .map_err(|_| StoreError::Unavailable("the mirror did not answer in time".into()))??;
+            let hardened: Lsn =
+                serde_json::from_value(sent["last_lsn"].clone()).map_err(internal)?;
+            link.send_modify(|l| l.hardened = hardened);
+            if self.with(db, |p| p.forced).unwrap_or(false) {
+                // Synchronized again after a forced service: the mode holds.
+                self.with(db, |p| p.forced = false);
+            }
+        }
+    }
+
+    /// Committed records of `db` after `after`, as the log stores them.
+    fn subscribe(
+        &self,
+        db: Db,
+        after: Lsn,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<RawRecord, StoreError>>, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(8192);
+        match db {
+            Db::Mgc => {
+                let mut src = self.hosted.mgc().engine().subscribe(after);
+                tokio::spawn(async move {
+                    while let Some(r) = src.recv().await {
+                        let raw = r.and_then(|r| RawRecord::of(&r).map_err(internal));
+                        if tx.send(raw).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Db::Mgccomp => {
+                let mut src = self.hosted.comp().subscribe(after);
+                tokio::spawn(async move {
+                    while let Some(r) = src.recv().await {
+                        let raw = r.and_then(|r| RawRecord::of(&r).map_err(internal));
+                        if tx.send(raw).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+        Ok(rx)
+    }
+
+    /// The partner refused to mirror us. If it is a principal on a newer
+    /// fork, this copy must not serve: it rejoins as the mirror when it holds
+    /// nothing past the fork point, else it waits to be rebuilt.
+    async fn deposed_by(&self, db: Db, partner: &str, why: &str) -> Result<(), StoreError> {
+        let remote = RemoteStore::tool(partner.to_string(), self.secret.clone(), self.name.clone());
+        let status = remote.status().await?;
+        let theirs = status["databases"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["database"] == db_name(db)).cloned())
+            .unwrap_or_default();
+        let their_forks: Vec<Fork> =
+            serde_json::from_value(theirs["forks"].clone()).unwrap_or_default();
+        let ours = self.hosted.identity(db)?;
+        let online = theirs["state"] == "ONLINE" && theirs["family_id"] == ours.family_id.as_str();
+        let newer = their_forks
+            .iter()
+            .position(|f| f.fork_id == ours.fork_id)
+            .and_then(|i| their_forks.get(i + 1).cloned());
+        let Some(next) = newer.filter(|_| online) else {
+            return Err(refused(format!("{partner} refused to mirror: {why}")));
+        };
+        if ours.last_lsn < next.start_lsn {
+            // Nothing here the new principal lacks: become its mirror.
+            self.hosted
+                .offline(db, |file| backup::set_restoring(file))
+                .await?
+                .map_err(internal)?;
+            let mode = self.with(db, |p| p.config.mode).unwrap_or(MirrorMode::Sync);
+            if let Some(stop) = self.with(db, |p| p.stop.take()).flatten() {
+                let _ = stop.send(true);
+            }
+            self.with(db, |p| {
+                p.config = PairConfig {
+                    role: MirrorRole::Mirror,
+                    partner: partner.to_string(),
+                    mode,
+                };
+                p.deposed = None;
+            });
+            self.save()?;
+            tracing::warn!(db = db_name(db), %partner, "a newer fork serves on the partner: rejoined as its mirror");
+            Ok(())
+        } else {
+            let why = format!(
+                "{partner} serves {} on fork {} (from LSN {}); this copy has LSNs {}-{} of its old fork that it lacks: rebuild it from a backup",
+                db_name(db),
+                next.fork_id,
+                next.start_lsn,
+                next.start_lsn,
+                ours.last_lsn
+            );
+            self.with(db, |p| p.deposed = Some(why.clone()));
+            Err(refused(why))
+        }
+    }
+
+    /// Mirror side: the principal starts streaming.
+    pub async fn start_stream(
+        &self,
+        db: Db,
+        family_id: &str,
+        fork_id: &str,
+        forks: &[Fork],
+    ) -> Result<serde_json::Value, StoreError> {
+        let role = self.with(db, |p| p.config.role);
+        if role != Some(MirrorRole::Mirror) {
+            let id = self.hosted.identity(db)?;
+            return Err(refused(format!(
+                "{} here is not a mirror ({}, fork {}, last LSN {})",
+                db_name(db),
+                self.hosted.state(db)?.as_str(),
+                id.fork_id,
+                id.last_lsn
+            )));
+        }
+        let file = self.hosted.file(db);
+        let applier = tokio::task::spawn_blocking(move || LogApplier::open(&file))
+            .await
+            .map_err(internal)?
+            .map_err(|e| refused(e.to_string()))?;
+        let (id, state) = applier.identity().map_err(|e| refused(e.to_string()))?;
+        if state == DbState::Online {
+            return Err(refused(format!("{} is ONLINE here", db_name(db))));
+        }
+        if id.family_id != family_id {
+            return Err(refused(format!(
+                "{} here is of another family ({})",
+                db_name(db),
+                id.family_id
+            )));
+        }
+        if id.fork_id != fork_id && !forks.iter().any(|f| f.fork_id == id.fork_id) {
+            return Err(refused(format!(
+                "{} here is on fork {}, not in the principal's history",
+                db_name(db),
+                id.fork_id
+            )));
+        }
+        self.with(db, |p| p.applier = Some(Arc::new(Mutex::new(applier))));
+        Ok(serde_json::to_value(StartAnswer {
+            last_lsn: id.last_lsn,
+            fork_id: id.fork_id,
+        })
+        .map_err(internal)?)
+    }
+
+    /// Mirror side: harden a batch.
+    pub async fn apply(
+        &self,
+        db: Db,
+        family_id: String,
+        fork_id: String,
+        forks: Vec<Fork>,
+        records: Vec<RawRecord>,
+        principal_lsn: Lsn,
+    ) -> Result<serde_json::Value, StoreError> {
+        let applier = self
+            .with(db, |p| {
+                p.principal_lsn = p.principal_lsn.max(principal_lsn);
+                p.applier.clone()
+            })
+            .flatten()
+            .ok_or_else(|| StoreError::Unavailable("no mirroring session: start again".into()))?;
+        let done = tokio::task::spawn_blocking(move || {
+            let mut a = applier.lock().map_err(internal)?;
+            a.apply(
+                &LogSource {
+                    what: "the mirrored log",
+                    family_id: &family_id,
+                    fork_id: &fork_id,
+                    forks: &forks,
+                },
+                &records,
+                None,
+            )
+            .map_err(|e| refused(e.to_string()))
+        })
+        .await
+        .map_err(internal)??;
+        Ok(serde_json::json!({ "last_lsn": done.last_lsn }))
+    }
+
+    /// `mirror force-service` on the mirror: ONLINE on a new fork.
+    pub async fn force(self: &Arc<Self>, db: Db) -> Result<serde_json::Value, StoreError> {
+        let Some((partner, mode, heard)) = self
+            .with(db, |p| {
+                (p.config.partner.clone(), p.config.mode, p.principal_lsn)
+            })
+            .filter(|_| self.with(db, |p| p.config.role) == Some(MirrorRole::Mirror))
+        else {
+            return Err(refused(format!("{} is not a mirror here", db_name(db))));
+        };
+        self.with(db, |p| p.applier = None);
+        let done = self
+            .hosted
+            .offline(db, |file| backup::recover(file))
+            .await?
+            .map_err(|e| refused(e.to_string()))?;
+        let lost = (heard > done.last_lsn).then(|| (done.last_lsn + 1, heard));
+        self.install(
+            db,
+            PairConfig {
+                role: MirrorRole::Principal,
+                partner,
+                mode,
+            },
+            true,
+            true,
+        );
+        self.save()?;
+        Ok(serde_json::json!({
+            "database": db_name(db),
+            "last_lsn": done.last_lsn,
+            "fork_id": done.fork_id,
+            "principal_lsn_heard": heard,
+            "missing_lsns": lost.map(|(a, b)| serde_json::json!({ "first": a, "last": b })),
+        }))
+    }
+
+    /// `mirror failover` on the principal: a planned switch with no loss.
+    /// New commands are refused, the mirror catches up, this copy goes
+    /// RESTORING, then the mirror comes ONLINE on the same fork.
+    pub async fn failover(self: &Arc<Self>, db: Db) -> Result<serde_json::Value, StoreError> {
+        let Some((partner, mode, mut rx)) = self
+            .with(db, |p| {
+                (p.config.partner.clone(), p.config.mode, p.link.subscribe())
+            })
+            .filter(|_| self.with(db, |p| p.config.role) == Some(MirrorRole::Principal))
+        else {
+            return Err(refused(format!("{} is not a principal here", db_name(db))));
+        };
+        if !rx.borrow().connected {
+            return Err(refused(format!(
+                "the mirror {partner} is not connected: a planned failover needs a synchronized mirror (force service on the mirror instead)"
+            )));
+        }
+        self.with(db, |p| p.switching = true);
+        let result = async {
+            // Commands already queued commit; then the mirror must have all.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let last = self.hosted.identity(db)?.last_lsn;
+                let link = *rx.borrow_and_update();
+                if !link.connected {
+                    return Err(refused(format!("the mirror {partner} went away")));
+                }
+                if link.hardened >= last {
+                    break;
+                }
+                tokio::time::timeout_at(deadline, rx.changed())
+                    .await
+                    .map_err(|_| refused("the mirror did not synchronize within 10 s"))?
+                    .map_err(internal)?;
+            }
+            if let Some(stop) = self.with(db, |p| p.stop.take()).flatten() {
+                let _ = stop.send(true);
+            }
+            self.hosted
+                .offline(db, |file| backup::set_restoring(file))
+                .await?
+                .map_err(internal)?;
+            let last = self.hosted.identity(db)?.last_lsn;
+            let remote = RemoteStore::tool(partner.clone(), self.secret.clone(), self.name.clone());
+            remote
+                .call(Request::MirrorTakeOver { db, last_lsn: last })
+                .await
+        }
+        .await;
+        match result {
+            Ok(v) => {
+                self.install(
+                    db,
+                    PairConfig {
+                        role: MirrorRole::Mirror,
+                        partner,
+                        mode,
+                    },
+                    true,
+                    false,
+                );
+                self.save()?;
+                Ok(v)
+            }
+            Err(e) => {
+                // Back to serving as it was.
+                if self.hosted.state(db)? != DbState::Online {
+                    self.hosted
+                        .offline(db, |file| backup::set_online(file))
+                        .await?
+                        .map_err(internal)?;
+                }
+                self.install(
+                    db,
+                    PairConfig {
+                        role: MirrorRole::Principal,
+                        partner,
+                        mode,
+                    },
+                    true,
+                    false,
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Mirror side of a planned failover: it holds everything the principal
+    /// had (`last_lsn`), so it comes ONLINE on the same fork.
+    pub async fn take_over(
+        self: &Arc<Self>,
+        db: Db,
+        last_lsn: Lsn,
+    ) -> Result<serde_json::Value, StoreError> {
+        let Some((partner, mode)) = self
+            .with(db, |p| (p.config.partner.clone(), p.config.mode))
+            .filter(|_| self.with(db, |p| p.config.role) == Some(MirrorRole::Mirror))
+        else {
+            return Err(refused(format!("{} is not a mirror here", db_name(db))));
+        };
+        let ours = self.hosted.identity(db)?.last_lsn;
+        if ours != last_lsn {
+            return Err(refused(format!(
+                "the mirror holds LSNs up to {ours}, the principal {last_lsn}: not synchronized"
+            )));
+        }
+        self.with(db, |p| p.applier = None);
+        self.hosted
+            .offline(db, |file| backup::set_online(file))
+            .await?
+            .map_err(internal)?;
+        self.install(
+            db,
+            PairConfig {
+                role: MirrorRole::Principal,
+                partner,
+                mode,
+            },
+            true,
+            false,
+        );
+        self.save()?;
+        let id = self.hosted.identity(db)?;
+        Ok(serde_json::json!({
+            "database": db_name(db),
+            "principal": self.name,
+            "last_lsn": id.last_lsn,
+            "fork_id": id.fork_id,
+        }))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StartAnswer {
+    last_lsn: Lsn,
+    fork_id: String,
+}
