@@ -662,30 +662,31 @@ impl Mirroring {
         }
         self.with(db, |p| p.switching = true);
         let result = async {
-            // Commands already queued commit; then the mirror must have all.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let last = self.hosted.identity(db)?.last_lsn;
-                let link = *rx.borrow_and_update();
-                if !link.connected {
-                    return Err(refused(format!("the mirror {partner} went away")));
-                }
-                if link.hardened >= last {
-                    break;
-                }
-                tokio::time::timeout_at(deadline, rx.changed())
-                    .await
-                    .map_err(|_| refused("the mirror did not synchronize within 10 s"))?
-                    .map_err(internal)?;
-            }
-            if let Some(stop) = self.with(db, |p| p.stop.take()).flatten() {
-                let _ = stop.send(true);
-            }
+            // Closing the database commits what is queued; RESTORING, it
+            // takes nothing more. The stream follows it to its last record.
             self.hosted
                 .offline(db, |file| backup::set_restoring(file))
                 .await?
                 .map_err(internal)?;
             let last = self.hosted.identity(db)?.last_lsn;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let link = *rx.borrow_and_update();
+                if link.hardened >= last {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => {
+                        return Err(refused(format!(
+                            "the mirror {partner} did not reach LSN {last} within 10 s"
+                        )))
+                    }
+                }
+            }
+            if let Some(stop) = self.with(db, |p| p.stop.take()).flatten() {
+                let _ = stop.send(true);
+            }
             let remote = RemoteStore::tool(partner.clone(), self.secret.clone(), self.name.clone());
             remote
                 .call(Request::MirrorTakeOver { db, last_lsn: last })
