@@ -396,7 +396,7 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
             let _one = node.hosted.admin.lock().await;
             let done = node
                 .hosted
-                .offline(db, |file| backup::recover(file))
+                .offline(db, backup::recover)
                 .await?
                 .map_err(invalid)?;
             value(Ok(done))

@@ -231,10 +231,11 @@ impl Logship {
                         ));
                     }
                 }
-                Role::Secondary(s) if s.restore_alert_ms > 0 => {
-                    if m.lag_ms.unwrap_or(0) > s.restore_alert_ms as i64 {
-                        alerts.push(format!("no restore within {} s", s.restore_alert_ms / 1000));
-                    }
+                Role::Secondary(s)
+                    if s.restore_alert_ms > 0
+                        && m.lag_ms.unwrap_or(0) > s.restore_alert_ms as i64 =>
+                {
+                    alerts.push(format!("no restore within {} s", s.restore_alert_ms / 1000));
                 }
                 _ => {}
             }

@@ -488,7 +488,7 @@ impl Mirroring {
         if ours.last_lsn < next.start_lsn {
             // Nothing here the new principal lacks: become its mirror.
             self.hosted
-                .offline(db, |file| backup::set_restoring(file))
+                .offline(db, backup::set_restoring)
                 .await?
                 .map_err(internal)?;
             let mode = self.with(db, |p| p.config.mode).unwrap_or(MirrorMode::Sync);
@@ -563,11 +563,11 @@ impl Mirroring {
             )));
         }
         self.with(db, |p| p.applier = Some(Arc::new(Mutex::new(applier))));
-        Ok(serde_json::to_value(StartAnswer {
+        serde_json::to_value(StartAnswer {
             last_lsn: id.last_lsn,
             fork_id: id.fork_id,
         })
-        .map_err(internal)?)
+        .map_err(internal)
     }
 
     /// Mirror side: harden a batch.
@@ -619,7 +619,7 @@ impl Mirroring {
         self.with(db, |p| p.applier = None);
         let done = self
             .hosted
-            .offline(db, |file| backup::recover(file))
+            .offline(db, backup::recover)
             .await?
             .map_err(|e| refused(e.to_string()))?;
         let lost = (heard > done.last_lsn).then(|| (done.last_lsn + 1, heard));
@@ -665,7 +665,7 @@ impl Mirroring {
             // Closing the database commits what is queued; RESTORING, it
             // takes nothing more. The stream follows it to its last record.
             self.hosted
-                .offline(db, |file| backup::set_restoring(file))
+                .offline(db, backup::set_restoring)
                 .await?
                 .map_err(internal)?;
             let last = self.hosted.identity(db)?.last_lsn;
@@ -712,7 +712,7 @@ impl Mirroring {
                 // Back to serving as it was.
                 if self.hosted.state(db)? != DbState::Online {
                     self.hosted
-                        .offline(db, |file| backup::set_online(file))
+                        .offline(db, backup::set_online)
                         .await?
                         .map_err(internal)?;
                 }
@@ -752,7 +752,7 @@ impl Mirroring {
         }
         self.with(db, |p| p.applier = None);
         self.hosted
-            .offline(db, |file| backup::set_online(file))
+            .offline(db, backup::set_online)
             .await?
             .map_err(internal)?;
         self.install(

@@ -449,56 +449,59 @@ fn monitor_text(v: &serde_json::Value) -> String {
     lines.join("\n")
 }
 
+/// Which request a mirroring command sends for one database.
+type ToRequest = fn(pchat_wire::message::Db) -> Request;
+
 pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
-    let (server, database, secret, json, req): (
-        String,
-        Vec<Database>,
-        Secret,
-        bool,
-        fn(pchat_wire::message::Db) -> Request,
-    ) = match cmd {
-        MirrorCmd::Set {
-            principal,
-            mirror,
-            database,
-            mode,
-            share,
-            replace,
-            secret,
-            json,
-        } => {
-            let (p, m) = (
-                Server::new(&principal, &secret)?,
-                Server::new(&mirror, &secret)?,
-            );
-            let mode = match mode {
-                Mode::Sync => MirrorMode::Sync,
-                Mode::Strict => MirrorMode::Strict,
-                Mode::Async => MirrorMode::Async,
-            };
-            let mut done = Vec::new();
-            for db in database {
-                let r =
-                    m.initialise_from(&p, db, &share, pchat_store::Recovery::NoRecovery, replace)?;
-                m.call(Request::MirrorSet {
-                    db: db.wire(),
-                    role: MirrorRole::Mirror,
-                    partner: principal.clone(),
-                    mode,
-                })?;
-                p.call(Request::MirrorSet {
-                    db: db.wire(),
-                    role: MirrorRole::Principal,
-                    partner: mirror.clone(),
-                    mode,
-                })?;
-                done.push(serde_json::json!({
-                    "database": db.file().trim_end_matches(".db"),
-                    "mirror_from_lsn": r["last_lsn"],
-                }));
-            }
-            return out(json, &done, || {
-                done.iter()
+    let (server, database, secret, json, req): (String, Vec<Database>, Secret, bool, ToRequest) =
+        match cmd {
+            MirrorCmd::Set {
+                principal,
+                mirror,
+                database,
+                mode,
+                share,
+                replace,
+                secret,
+                json,
+            } => {
+                let (p, m) = (
+                    Server::new(&principal, &secret)?,
+                    Server::new(&mirror, &secret)?,
+                );
+                let mode = match mode {
+                    Mode::Sync => MirrorMode::Sync,
+                    Mode::Strict => MirrorMode::Strict,
+                    Mode::Async => MirrorMode::Async,
+                };
+                let mut done = Vec::new();
+                for db in database {
+                    let r = m.initialise_from(
+                        &p,
+                        db,
+                        &share,
+                        pchat_store::Recovery::NoRecovery,
+                        replace,
+                    )?;
+                    m.call(Request::MirrorSet {
+                        db: db.wire(),
+                        role: MirrorRole::Mirror,
+                        partner: principal.clone(),
+                        mode,
+                    })?;
+                    p.call(Request::MirrorSet {
+                        db: db.wire(),
+                        role: MirrorRole::Principal,
+                        partner: mirror.clone(),
+                        mode,
+                    })?;
+                    done.push(serde_json::json!({
+                        "database": db.file().trim_end_matches(".db"),
+                        "mirror_from_lsn": r["last_lsn"],
+                    }));
+                }
+                return out(json, &done, || {
+                    done.iter()
                     .map(|d| {
                         format!(
                             "{}: {principal} is the principal, {mirror} the mirror ({mode:?}); the mirror starts at LSN {}",
@@ -508,33 +511,33 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
-            });
-        }
-        MirrorCmd::Failover {
-            server,
-            database,
-            secret,
-            json,
-        } => (server, database, secret, json, |db| {
-            Request::MirrorFailover { db }
-        }),
-        MirrorCmd::ForceService {
-            server,
-            database,
-            secret,
-            json,
-        } => (server, database, secret, json, |db| Request::MirrorForce {
-            db,
-        }),
-        MirrorCmd::Remove {
-            server,
-            database,
-            secret,
-            json,
-        } => (server, database, secret, json, |db| Request::MirrorRemove {
-            db,
-        }),
-    };
+                });
+            }
+            MirrorCmd::Failover {
+                server,
+                database,
+                secret,
+                json,
+            } => (server, database, secret, json, |db| {
+                Request::MirrorFailover { db }
+            }),
+            MirrorCmd::ForceService {
+                server,
+                database,
+                secret,
+                json,
+            } => (server, database, secret, json, |db| Request::MirrorForce {
+                db,
+            }),
+            MirrorCmd::Remove {
+                server,
+                database,
+                secret,
+                json,
+            } => (server, database, secret, json, |db| Request::MirrorRemove {
+                db,
+            }),
+        };
     let s = Server::new(&server, &secret)?;
     let mut done = Vec::new();
     for db in database {

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// (client_msg_id, seq) of every acknowledged post.
+type Acked = Arc<Mutex<Vec<(String, i64)>>>;
+
 /// Clients posting into `room` until `stop`, each retrying a post that
 /// failed with the same client_msg_id (as real clients do) until it is
 /// acknowledged. Answers (id, seq) of every acknowledged post.
@@ -17,10 +20,7 @@ fn posting(
     lanes: usize,
     pause: Duration,
     stop: Arc<AtomicBool>,
-) -> (
-    Arc<Mutex<Vec<(String, i64)>>>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for lane in 0..lanes {
