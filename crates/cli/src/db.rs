@@ -1,5 +1,5 @@
 //! `pchat db`: the database operations Lync's procedures ran in SQL Server
-//! Management Studio: backup, restore, verify, list backups, status.
+//! Management Studio: backup, restore, recovery, log shipping, mirroring, status.
 //!
 //! They work on a database server (`--server ADDR`, paths are then on the
 //! server's machine) or on a data directory (`--data-dir`; a backup may be

@@ -28,7 +28,7 @@ enum Cmd {
     /// Administer users, groups, categories, rooms, add-ins and messages, against a data directory or a running server.
     #[command(subcommand)]
     Admin(Box<admin::AdminCmd>),
-    /// Database operations: backup, restore, verify, list backups, status.
+    /// Database operations: serve, backup, restore, recover, log shipping, mirroring, status.
     #[command(subcommand)]
     Db(db::DbCmd),
     /// Load a running server like real clients do, and verify what it acknowledged.

@@ -8,6 +8,10 @@
 //! them. A subscription streams committed log records (its id is the id of
 //! its Subscribe request) with backpressure: a slow reader slows only its
 //! own connection.
+//!
+//! Besides serving, a database server restores its databases in place
+//! (`hosted`), ships their log to a secondary (`logship`) and mirrors them
+//! to a partner (`mirror`).
 
 mod hosted;
 mod logship;
