@@ -79,17 +79,21 @@ impl Hosted {
         (db == Db::Mgc).then(|| self.data_dir.join(pchat_engine::FILES_DIR))
     }
 
-    /// The state in the database file.
-    pub fn state(&self, db: Db) -> Result<DbState, StoreError> {
+    /// The identity and state in the database file (one read).
+    pub fn read(&self, db: Db) -> Result<(pchat_store::Identity, DbState), StoreError> {
         let conn = pchat_engine::open_connection(&self.file(db)).map_err(internal)?;
-        pchat_engine::read_state(&conn).map_err(internal)
+        let id = pchat_engine::read_identity(&conn)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("{} has no identity", db_name(db))))?;
+        Ok((id, pchat_engine::read_state(&conn).map_err(internal)?))
+    }
+
+    pub fn state(&self, db: Db) -> Result<DbState, StoreError> {
+        Ok(self.read(db)?.1)
     }
 
     pub fn identity(&self, db: Db) -> Result<pchat_store::Identity, StoreError> {
-        let conn = pchat_engine::open_connection(&self.file(db)).map_err(internal)?;
-        pchat_engine::read_identity(&conn)
-            .map_err(internal)?
-            .ok_or_else(|| internal(format!("{} has no identity", db_name(db))))
+        Ok(self.read(db)?.0)
     }
 
     /// Starts the recorder when both databases are ONLINE.

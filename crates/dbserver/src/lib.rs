@@ -291,8 +291,7 @@ async fn connection(
 async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
     let mut dbs = Vec::new();
     for db in [Db::Mgc, Db::Mgccomp] {
-        let id = node.hosted.identity(db)?;
-        let state = node.hosted.state(db)?;
+        let (id, state) = node.hosted.read(db)?;
         let forks = backup::fork_history(&node.hosted.file(db))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let mirroring = node.mirroring.status(db);

@@ -301,17 +301,14 @@ impl Logship {
         monitor: Arc<Mutex<Monitor>>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut commits = match config.db {
-            Db::Mgc => Either::Chat(self.hosted.mgc().engine().commits()),
-            Db::Mgccomp => Either::Comp(self.hosted.comp().commits()),
-        };
+        let mut commits = Commits::of(&self.hosted, config.db);
         let mut last_cleanup = tokio::time::Instant::now();
         let mut seq = 0u64;
         loop {
             if config.continuous {
                 // Wake on log growth (or each second, should a wakeup be missed).
                 tokio::select! {
-                    _ = commits.recv() => {}
+                    _ = commits.next(&self.hosted) => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.changed() => return,
                 }
@@ -344,13 +341,6 @@ impl Logship {
             .unwrap_or_else(|e| Err(e.to_string()));
             if let Ok(m) = monitor.lock().as_mut() {
                 m.backup.ran(result);
-            }
-            // The engine may have been reopened (a restore): follow the new one.
-            if commits.closed() {
-                commits = match config.db {
-                    Db::Mgc => Either::Chat(self.hosted.mgc().engine().commits()),
-                    Db::Mgccomp => Either::Comp(self.hosted.comp().commits()),
-                };
             }
             if last_cleanup.elapsed() > CLEANUP_EVERY {
                 last_cleanup = tokio::time::Instant::now();
@@ -430,10 +420,7 @@ impl Logship {
         }
         let _one = self.hosted.admin.lock().await;
         let file = self.hosted.file(config.db);
-        let (id, state) = (
-            self.hosted.identity(config.db).map_err(|e| e.to_string())?,
-            self.hosted.state(config.db).map_err(|e| e.to_string())?,
-        );
+        let (id, state) = self.hosted.read(config.db).map_err(|e| e.to_string())?;
         if state == DbState::Online {
             return Err(format!(
                 "{} is ONLINE here (recovered): remove log shipping",
@@ -541,66 +528,131 @@ fn copy_once(config: &LogshipSecondary) -> Result<Option<(String, Lsn)>, String>
 }
 
 /// Deletes log backups of `db` from the share that are older than the
-/// retention and covered by a newer full backup there (a restore from that
-/// full backup never needs them).
+/// retention and covered by a newer full backup of the same family there (a
+/// restore from that full backup never needs them). Reads headers only.
 fn clean_share(share: &Path, db: Db, retention_ms: u64) {
     let now = pchat_engine::now_ms();
-    let Ok(found) = backup::scan(share) else {
+    let Ok(entries) = std::fs::read_dir(share) else {
         return;
     };
-    let newest_full = found
-        .iter()
-        .filter_map(|f| f.header.as_ref())
-        .filter(|h| h.kind == BackupKind::Full && h.database == db_name(db))
-        .map(|h| h.last_lsn)
-        .max();
-    let Some(full) = newest_full else { return };
-    for f in &found {
-        if let Some(h) = &f.header {
-            if h.kind == BackupKind::Log
-                && h.database == db_name(db)
-                && h.last_lsn <= full
-                && h.created_at + (retention_ms as i64) < now
-            {
-                let _ = std::fs::remove_file(share.join(&f.file));
-            }
+    let headers: Vec<(PathBuf, BackupHeader)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.path(), backup::read_header(&e.path()).ok()?)))
+        .filter(|(_, h)| h.database == db_name(db))
+        .collect();
+    for (path, h) in &headers {
+        let covered = headers.iter().any(|(_, full)| {
+            full.kind == BackupKind::Full
+                && full.family_id == h.family_id
+                && full.last_lsn >= h.last_lsn
+        });
+        if h.kind == BackupKind::Log && covered && h.created_at + (retention_ms as i64) < now {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
 
-/// The commit notifications of either database.
-enum Either {
-    Chat(tokio::sync::broadcast::Receiver<Arc<pchat_domain::LogRecord<pchat_domain::Event>>>),
+/// Wakes the continuous backup job when the log of its database grows.
+enum Commits {
+    Chat(
+        Db,
+        tokio::sync::broadcast::Receiver<Arc<pchat_domain::LogRecord<pchat_domain::Event>>>,
+    ),
     Comp(
+        Db,
         tokio::sync::broadcast::Receiver<
             Arc<pchat_domain::LogRecord<pchat_engine::compliance::ComplianceEvent>>,
         >,
     ),
 }
 
-impl Either {
-    async fn recv(&mut self) {
+impl Commits {
+    fn of(hosted: &Hosted, db: Db) -> Commits {
+        match db {
+            Db::Mgc => Commits::Chat(db, hosted.mgc().engine().commits()),
+            Db::Mgccomp => Commits::Comp(db, hosted.comp().commits()),
+        }
+    }
+
+    /// The next commit (a lag counts: the log grew). When the database was
+    /// closed and opened again (a restore), follows the new engine.
+    async fn next(&mut self, hosted: &Hosted) {
         use tokio::sync::broadcast::error::RecvError;
-        let closed = match self {
-            Either::Chat(r) => matches!(r.recv().await, Err(RecvError::Closed)),
-            Either::Comp(r) => matches!(r.recv().await, Err(RecvError::Closed)),
+        let (db, closed) = match self {
+            Commits::Chat(db, r) => (*db, matches!(r.recv().await, Err(RecvError::Closed))),
+            Commits::Comp(db, r) => (*db, matches!(r.recv().await, Err(RecvError::Closed))),
         };
         if closed {
-            // Reopened underneath: wait for the schedule's second instead.
-            std::future::pending::<()>().await;
+            // Give the reopen a moment, should it be under way.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            *self = Commits::of(hosted, db);
         }
     }
+
     fn drain(&mut self) {
         match self {
-            Either::Chat(r) => while r.try_recv().is_ok() {},
-            Either::Comp(r) => while r.try_recv().is_ok() {},
+            Commits::Chat(_, r) => while r.try_recv().is_ok() {},
+            Commits::Comp(_, r) => while r.try_recv().is_ok() {},
         }
     }
-    fn closed(&mut self) -> bool {
-        use tokio::sync::broadcast::error::TryRecvError;
-        match self {
-            Either::Chat(r) => matches!(r.try_recv(), Err(TryRecvError::Closed)),
-            Either::Comp(r) => matches!(r.try_recv(), Err(TryRecvError::Closed)),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pchat_domain::{Actor, Command, Envelope};
+    use pchat_store::ChatStore;
+
+    async fn users(db: &pchat_engine::ChatEngine, from: u32) {
+        for i in from..from + 3 {
+            let command = Command::CreateUser {
+                actor: Actor::System,
+                name: format!("user{i}"),
+                display_name: None,
+                password_hash: "x".into(),
+                admin: false,
+            };
+            let envelope = Envelope {
+                origin: "test".into(),
+                command,
+            };
+            db.submit(envelope).await.unwrap();
         }
+    }
+
+    /// Cleaning keeps every log backup a restore from the share still needs:
+    /// those after the newest full backup, and those within the retention.
+    #[tokio::test]
+    async fn cleaning_the_share_keeps_what_a_restore_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mgc.db");
+        let db = pchat_engine::ChatEngine::open(&file).unwrap();
+        let log = |n: &str| {
+            let to = share.path().join(n);
+            backup::log_backup(&file, &to, "", "").unwrap();
+            to
+        };
+        users(&db, 0).await;
+        let old1 = log("mgc_1.trn");
+        users(&db, 3).await;
+        let old2 = log("mgc_2.trn");
+        backup::full_backup(&file, None, &share.path().join("full.bak"), "", "").unwrap();
+        users(&db, 6).await;
+        let needed = log("mgc_3.trn");
+        // Within the retention: nothing goes.
+        clean_share(share.path(), Db::Mgc, 3_600_000);
+        assert!(old1.exists() && old2.exists() && needed.exists());
+        // Past it: what the full backup covers goes, what follows it stays.
+        clean_share(share.path(), Db::Mgc, 0);
+        std::thread::sleep(Duration::from_millis(5));
+        clean_share(share.path(), Db::Mgc, 0);
+        assert!(!old1.exists() && !old2.exists());
+        assert!(needed.exists());
+        assert!(share.path().join("full.bak").exists());
+        // Another database's files are not touched.
+        clean_share(share.path(), Db::Mgccomp, 0);
+        assert!(needed.exists());
+        db.close();
     }
 }

@@ -180,6 +180,12 @@ impl Mirroring {
         self.pairs.lock().ok()?.get_mut(&key(db)).map(f)
     }
 
+    /// `f` of the pair of `db`, if this copy has `role` in it.
+    fn as_role<T>(&self, db: Db, role: MirrorRole, f: impl FnOnce(&mut Pair) -> T) -> Option<T> {
+        self.with(db, |p| (p.config.role == role).then(|| f(p)))
+            .flatten()
+    }
+
     /// Why `db` takes no commands here now, if it does not.
     pub fn refusal(&self, db: Db) -> Option<String> {
         self.with(db, |p| {
@@ -406,7 +412,10 @@ impl Mirroring {
                     Err(_) => break,
                 }
             }
-            let principal_lsn = batch.last().map(|r| r.lsn).unwrap_or(0);
+            // What the principal holds, as far as the mirror can be told: a
+            // forced service reports what it lacks of this.
+            let batch_end = batch.last().map(|r| r.lsn).unwrap_or(0);
+            let principal_lsn = self.last_committed(db).max(batch_end);
             let sent = tokio::time::timeout(
                 APPLY_TIMEOUT,
                 remote.call(Request::MirrorApply {
@@ -423,10 +432,15 @@ impl Mirroring {
             let hardened: Lsn =
                 serde_json::from_value(sent["last_lsn"].clone()).map_err(internal)?;
             link.send_modify(|l| l.hardened = hardened);
-            if self.with(db, |p| p.forced).unwrap_or(false) {
-                // Synchronized again after a forced service: the mode holds.
-                self.with(db, |p| p.forced = false);
-            }
+            // The pair works again (after a forced service): the mode holds.
+            self.with(db, |p| p.forced = false);
+        }
+    }
+
+    fn last_committed(&self, db: Db) -> Lsn {
+        match db {
+            Db::Mgc => self.hosted.mgc().engine().last_committed(),
+            Db::Mgccomp => self.hosted.comp().last_committed(),
         }
     }
 
@@ -530,11 +544,11 @@ impl Mirroring {
     ) -> Result<serde_json::Value, StoreError> {
         let role = self.with(db, |p| p.config.role);
         if role != Some(MirrorRole::Mirror) {
-            let id = self.hosted.identity(db)?;
+            let (id, state) = self.hosted.read(db)?;
             return Err(refused(format!(
                 "{} here is not a mirror ({}, fork {}, last LSN {})",
                 db_name(db),
-                self.hosted.state(db)?.as_str(),
+                state.as_str(),
                 id.fork_id,
                 id.last_lsn
             )));
@@ -608,12 +622,9 @@ impl Mirroring {
 
     /// `mirror force-service` on the mirror: ONLINE on a new fork.
     pub async fn force(self: &Arc<Self>, db: Db) -> Result<serde_json::Value, StoreError> {
-        let Some((partner, mode, heard)) = self
-            .with(db, |p| {
-                (p.config.partner.clone(), p.config.mode, p.principal_lsn)
-            })
-            .filter(|_| self.with(db, |p| p.config.role) == Some(MirrorRole::Mirror))
-        else {
+        let Some((partner, mode, heard)) = self.as_role(db, MirrorRole::Mirror, |p| {
+            (p.config.partner.clone(), p.config.mode, p.principal_lsn)
+        }) else {
             return Err(refused(format!("{} is not a mirror here", db_name(db))));
         };
         self.with(db, |p| p.applier = None);
@@ -639,6 +650,10 @@ impl Mirroring {
             "last_lsn": done.last_lsn,
             "fork_id": done.fork_id,
             "principal_lsn_heard": heard,
+            "mode": mode,
+            // Committed on the old principal, never received here. In sync
+            // and strict mode none was acknowledged, unless the principal
+            // served exposed (its mirror away) before it was lost.
             "missing_lsns": lost.map(|(a, b)| serde_json::json!({ "first": a, "last": b })),
         }))
     }
@@ -647,12 +662,9 @@ impl Mirroring {
     /// New commands are refused, the mirror catches up, this copy goes
     /// RESTORING, then the mirror comes ONLINE on the same fork.
     pub async fn failover(self: &Arc<Self>, db: Db) -> Result<serde_json::Value, StoreError> {
-        let Some((partner, mode, mut rx)) = self
-            .with(db, |p| {
-                (p.config.partner.clone(), p.config.mode, p.link.subscribe())
-            })
-            .filter(|_| self.with(db, |p| p.config.role) == Some(MirrorRole::Principal))
-        else {
+        let Some((partner, mode, mut rx)) = self.as_role(db, MirrorRole::Principal, |p| {
+            (p.config.partner.clone(), p.config.mode, p.link.subscribe())
+        }) else {
             return Err(refused(format!("{} is not a principal here", db_name(db))));
         };
         if !rx.borrow().connected {
@@ -738,10 +750,9 @@ impl Mirroring {
         db: Db,
         last_lsn: Lsn,
     ) -> Result<serde_json::Value, StoreError> {
-        let Some((partner, mode)) = self
-            .with(db, |p| (p.config.partner.clone(), p.config.mode))
-            .filter(|_| self.with(db, |p| p.config.role) == Some(MirrorRole::Mirror))
-        else {
+        let Some((partner, mode)) = self.as_role(db, MirrorRole::Mirror, |p| {
+            (p.config.partner.clone(), p.config.mode)
+        }) else {
             return Err(refused(format!("{} is not a mirror here", db_name(db))));
         };
         let ours = self.hosted.identity(db)?.last_lsn;

@@ -229,3 +229,93 @@ async fn a_stalled_subscriber_never_blocks_requests_and_is_ended_not_skipped() {
     assert!(last < 3003, "it fell behind and was ended, at LSN {last}");
     server.shutdown().await;
 }
+
+/// A mirror forced into service names the LSNs the principal told it of
+/// but it never received; a mirror refuses records of another family, and
+/// a copy that is not a mirror refuses to be forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_service_names_the_lsns_the_mirror_lacks() {
+    use pchat_domain::{Actor, Command, Envelope};
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = source_dir.path().join("mgc.db");
+    let engine = pchat_engine::ChatEngine::open(&source).unwrap();
+    for i in 0..3 {
+        let command = Command::CreateUser {
+            actor: Actor::System,
+            name: format!("user{i}"),
+            display_name: None,
+            password_hash: "x".into(),
+            admin: false,
+        };
+        let origin = "test".into();
+        engine.submit(Envelope { origin, command }).await.unwrap();
+    }
+    engine.close();
+    let full = source_dir.path().join("full.bak");
+    let h = pchat_engine::backup::full_backup(&source, None, &full, "", "").unwrap();
+
+    let server = start().await;
+    let tool = RemoteStore::tool(server.addr.clone(), SECRET.to_vec(), "test".into());
+    let e = tool
+        .call(Request::MirrorForce { db: Db::Mgc })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a mirror"), "{e}");
+    tool.call(Request::Restore {
+        db: Db::Mgc,
+        from: full.display().to_string(),
+        replace: true,
+        recovery: pchat_store::Recovery::NoRecovery,
+    })
+    .await
+    .unwrap();
+    tool.call(Request::MirrorSet {
+        db: Db::Mgc,
+        role: MirrorRole::Mirror,
+        partner: "127.0.0.1:9".into(),
+        mode: MirrorMode::Async,
+    })
+    .await
+    .unwrap();
+    let start = tool
+        .call(Request::MirrorStart {
+            db: Db::Mgc,
+            family_id: h.family_id.clone(),
+            fork_id: h.fork_id.clone(),
+            forks: h.forks.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(start["last_lsn"], h.last_lsn);
+    let apply = |family_id: String, principal_lsn| Request::MirrorApply {
+        db: Db::Mgc,
+        family_id,
+        fork_id: h.fork_id.clone(),
+        forks: h.forks.clone(),
+        records: vec![],
+        principal_lsn,
+    };
+    let e = tool
+        .call(apply("another family".into(), h.last_lsn))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("another database family"), "{e}");
+    // The principal says it committed five more than it sent, then is lost.
+    tool.call(apply(h.family_id.clone(), h.last_lsn + 5))
+        .await
+        .unwrap();
+    let forced = tool
+        .call(Request::MirrorForce { db: Db::Mgc })
+        .await
+        .unwrap();
+    assert_eq!(forced["missing_lsns"]["first"], h.last_lsn + 1, "{forced}");
+    assert_eq!(forced["missing_lsns"]["last"], h.last_lsn + 5, "{forced}");
+    assert_ne!(
+        forced["fork_id"],
+        h.fork_id.as_str(),
+        "forced service starts a new fork"
+    );
+    let status = tool.status().await.unwrap();
+    assert_eq!(status["databases"][0]["state"], "ONLINE", "{status}");
+    server.shutdown().await;
+}

@@ -9,6 +9,7 @@ use pchat_store::{StoreError, StoreMetrics};
 use rusqlite::{params, Connection};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -59,6 +60,8 @@ pub struct Engine<M: Machine> {
     pub(crate) reads: Arc<ReadPool>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<StoreMetrics>,
+    /// The last LSN committed by this engine's writer (or found at open).
+    committed: Arc<AtomicI64>,
 }
 
 impl<M: Machine> Engine<M> {
@@ -67,6 +70,11 @@ impl<M: Machine> Engine<M> {
         let conn =
             database::open_for_write(path, name, M::SCHEMA, M::SCHEMA_VERSION).map_err(internal)?;
         let state = database::read_state(&conn).map_err(internal)?;
+        let last = database::read_identity(&conn)
+            .map_err(internal)?
+            .map(|i| i.last_lsn)
+            .unwrap_or(0);
+        let committed = Arc::new(AtomicI64::new(last));
         let refusing = (state != database::DbState::Online).then(|| {
             format!(
                 "{name} is {}: it takes no commands until it is restored WITH RECOVERY",
@@ -79,6 +87,7 @@ impl<M: Machine> Engine<M> {
         let writer = {
             let published = published.clone();
             let metrics = metrics.clone();
+            let committed = committed.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-writer"))
                 .spawn(move || {
@@ -86,6 +95,7 @@ impl<M: Machine> Engine<M> {
                         conn,
                         published,
                         metrics,
+                        committed,
                     }
                     .run(rx)
                 })
@@ -99,6 +109,7 @@ impl<M: Machine> Engine<M> {
             reads: Arc::new(ReadPool::new(path.to_path_buf(), 16)),
             writer: Mutex::new(Some(writer)),
             metrics,
+            committed,
         }))
     }
 
@@ -221,6 +232,12 @@ impl<M: Machine> Engine<M> {
         rx
     }
 
+    /// The last LSN this engine committed (no IO: what a mirror is told the
+    /// principal holds).
+    pub fn last_committed(&self) -> Lsn {
+        self.committed.load(Ordering::Acquire)
+    }
+
     /// Every record as it commits, for waking up on log growth (a receiver
     /// that lags is told so; the log has everything).
     pub fn commits(&self) -> broadcast::Receiver<Arc<LogRecord<M::Event>>> {
@@ -281,6 +298,7 @@ struct Writer<M: Machine> {
     conn: Connection,
     published: broadcast::Sender<Arc<LogRecord<M::Event>>>,
     metrics: Arc<StoreMetrics>,
+    committed: Arc<AtomicI64>,
 }
 
 type Reply<M> = (
@@ -314,6 +332,9 @@ impl<M: Machine> Writer<M> {
                         .commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_size.observe(size as f64);
+                    if let Some(last) = records.last() {
+                        self.committed.store(last.lsn, Ordering::Release);
+                    }
                     for (reply, result) in replies {
                         let _ = reply.send(result);
                     }

@@ -17,6 +17,34 @@ pub struct Secret {
     cluster_secret_file: Option<PathBuf>,
 }
 
+/// A command's target: databases on one database server.
+#[derive(clap::Args, Debug)]
+pub struct OnServer {
+    #[arg(long)]
+    server: String,
+    /// mgc, mgccomp, or both (the default).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
+    database: Vec<Database>,
+    #[command(flatten)]
+    secret: Secret,
+    #[arg(long)]
+    json: bool,
+}
+
+impl OnServer {
+    /// Sends `req` for each database, in order; answers the answers.
+    fn each(
+        &self,
+        req: impl Fn(pchat_wire::message::Db) -> Request,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let s = Server::new(&self.server, &self.secret)?;
+        self.database
+            .iter()
+            .map(|db| s.call(req(db.wire())))
+            .collect()
+    }
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum LogshipCmd {
     /// Ship the log of the primary's databases to a secondary: initialise
@@ -85,26 +113,14 @@ pub enum LogshipCmd {
     /// Run a secondary's copy and restore jobs now, ignoring the delay (what
     /// is left before bringing it online with `pchat db recover`).
     Run {
-        #[arg(long)]
-        server: String,
-        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
-        database: Vec<Database>,
         #[command(flatten)]
-        secret: Secret,
-        #[arg(long)]
-        json: bool,
+        on: OnServer,
     },
     /// Stop log shipping on a server (the primary's backup job, or a
     /// secondary's copy and restore jobs). The databases keep their state.
     Remove {
-        #[arg(long)]
-        server: String,
-        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
-        database: Vec<Database>,
         #[command(flatten)]
-        secret: Secret,
-        #[arg(long)]
-        json: bool,
+        on: OnServer,
     },
 }
 
@@ -136,38 +152,20 @@ pub enum MirrorCmd {
     /// Planned role switch, run against the principal: only when the mirror
     /// is synchronized; nothing is lost.
     Failover {
-        #[arg(long)]
-        server: String,
-        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
-        database: Vec<Database>,
         #[command(flatten)]
-        secret: Secret,
-        #[arg(long)]
-        json: bool,
+        on: OnServer,
     },
     /// The principal is lost: the mirror serves, on a new fork, and reports
     /// the LSNs it may lack (none when it was synchronized).
     ForceService {
-        #[arg(long)]
-        server: String,
-        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
-        database: Vec<Database>,
         #[command(flatten)]
-        secret: Secret,
-        #[arg(long)]
-        json: bool,
+        on: OnServer,
     },
     /// Break the pair on this server (run it on both): both keep their
     /// data; a principal serves alone, a mirror stays RESTORING.
     Remove {
-        #[arg(long)]
-        server: String,
-        #[arg(long, value_enum, value_delimiter = ',', default_values = ["mgc", "mgccomp"])]
-        database: Vec<Database>,
         #[command(flatten)]
-        secret: Secret,
-        #[arg(long)]
-        json: bool,
+        on: OnServer,
     },
 }
 
@@ -356,18 +354,9 @@ pub fn logship(cmd: LogshipCmd) -> anyhow::Result<()> {
             let v = Server::new(&server, &secret)?.call(Request::LogshipStatus)?;
             out(json, &v, || monitor_text(&v))
         }
-        LogshipCmd::Run {
-            server,
-            database,
-            secret,
-            json,
-        } => {
-            let s = Server::new(&server, &secret)?;
-            let mut done = Vec::new();
-            for db in database {
-                done.push(s.call(Request::LogshipRun { db: db.wire() })?);
-            }
-            out(json, &done, || {
+        LogshipCmd::Run { on } => {
+            let done = on.each(|db| Request::LogshipRun { db })?;
+            out(on.json, &done, || {
                 done.iter()
                     .map(|d| {
                         format!(
@@ -380,20 +369,12 @@ pub fn logship(cmd: LogshipCmd) -> anyhow::Result<()> {
                     .join("\n")
             })
         }
-        LogshipCmd::Remove {
-            server,
-            database,
-            secret,
-            json,
-        } => {
-            let s = Server::new(&server, &secret)?;
-            let mut done = Vec::new();
-            for db in database {
-                done.push(s.call(Request::LogshipRemove { db: db.wire() })?);
-            }
-            out(json, &done, || {
+        LogshipCmd::Remove { on } => {
+            let done = on.each(|db| Request::LogshipRemove { db })?;
+            out(on.json, &done, || {
                 format!(
-                    "log shipping removed on {server} for {}",
+                    "log shipping removed on {} for {}",
+                    on.server,
                     done.iter()
                         .map(|d| d["database"].as_str().unwrap_or(""))
                         .collect::<Vec<_>>()
@@ -453,55 +434,49 @@ fn monitor_text(v: &serde_json::Value) -> String {
 type ToRequest = fn(pchat_wire::message::Db) -> Request;
 
 pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
-    let (server, database, secret, json, req): (String, Vec<Database>, Secret, bool, ToRequest) =
-        match cmd {
-            MirrorCmd::Set {
-                principal,
-                mirror,
-                database,
-                mode,
-                share,
-                replace,
-                secret,
-                json,
-            } => {
-                let (p, m) = (
-                    Server::new(&principal, &secret)?,
-                    Server::new(&mirror, &secret)?,
-                );
-                let mode = match mode {
-                    Mode::Sync => MirrorMode::Sync,
-                    Mode::Strict => MirrorMode::Strict,
-                    Mode::Async => MirrorMode::Async,
-                };
-                let mut done = Vec::new();
-                for db in database {
-                    let r = m.initialise_from(
-                        &p,
-                        db,
-                        &share,
-                        pchat_store::Recovery::NoRecovery,
-                        replace,
-                    )?;
-                    m.call(Request::MirrorSet {
-                        db: db.wire(),
-                        role: MirrorRole::Mirror,
-                        partner: principal.clone(),
-                        mode,
-                    })?;
-                    p.call(Request::MirrorSet {
-                        db: db.wire(),
-                        role: MirrorRole::Principal,
-                        partner: mirror.clone(),
-                        mode,
-                    })?;
-                    done.push(serde_json::json!({
-                        "database": db.file().trim_end_matches(".db"),
-                        "mirror_from_lsn": r["last_lsn"],
-                    }));
-                }
-                return out(json, &done, || {
-                    done.iter()
+    let (on, req): (OnServer, ToRequest) = match cmd {
+        MirrorCmd::Set {
+            principal,
+            mirror,
+            database,
+            mode,
+            share,
+            replace,
+            secret,
+            json,
+        } => {
+            let (p, m) = (
+                Server::new(&principal, &secret)?,
+                Server::new(&mirror, &secret)?,
+            );
+            let mode = match mode {
+                Mode::Sync => MirrorMode::Sync,
+                Mode::Strict => MirrorMode::Strict,
+                Mode::Async => MirrorMode::Async,
+            };
+            let mut done = Vec::new();
+            for db in database {
+                let r =
+                    m.initialise_from(&p, db, &share, pchat_store::Recovery::NoRecovery, replace)?;
+                m.call(Request::MirrorSet {
+                    db: db.wire(),
+                    role: MirrorRole::Mirror,
+                    partner: principal.clone(),
+                    mode,
+                })?;
+                p.call(Request::MirrorSet {
+                    db: db.wire(),
+                    role: MirrorRole::Principal,
+                    partner: mirror.clone(),
+                    mode,
+                })?;
+                done.push(serde_json::json!({
+                    "database": db.file().trim_end_matches(".db"),
+                    "mirror_from_lsn": r["last_lsn"],
+                }));
+            }
+            return out(json, &done, || {
+                done.iter()
                     .map(|d| {
                         format!(
                             "{}: {principal} is the principal, {mirror} the mirror ({mode:?}); the mirror starts at LSN {}",
@@ -511,39 +486,15 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
-                });
-            }
-            MirrorCmd::Failover {
-                server,
-                database,
-                secret,
-                json,
-            } => (server, database, secret, json, |db| {
-                Request::MirrorFailover { db }
-            }),
-            MirrorCmd::ForceService {
-                server,
-                database,
-                secret,
-                json,
-            } => (server, database, secret, json, |db| Request::MirrorForce {
-                db,
-            }),
-            MirrorCmd::Remove {
-                server,
-                database,
-                secret,
-                json,
-            } => (server, database, secret, json, |db| Request::MirrorRemove {
-                db,
-            }),
-        };
-    let s = Server::new(&server, &secret)?;
-    let mut done = Vec::new();
-    for db in database {
-        done.push(s.call(req(db.wire()))?);
-    }
-    out(json, &done, || {
+            });
+        }
+        MirrorCmd::Failover { on } => (on, |db| Request::MirrorFailover { db }),
+        MirrorCmd::ForceService { on } => (on, |db| Request::MirrorForce { db }),
+        MirrorCmd::Remove { on } => (on, |db| Request::MirrorRemove { db }),
+    };
+    let done = on.each(req)?;
+    let server = &on.server;
+    out(on.json, &done, || {
         done.iter()
             .map(|d| {
                 let mut line = format!(
@@ -553,19 +504,24 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
                 if let Some(m) = d.get("missing_lsns") {
                     line = if m.is_null() {
                         format!(
-                            "{}: serving on {server} at LSN {} on fork {}; no acknowledged LSN is missing",
+                            "{}: serving on {server} at LSN {} on fork {}; it lacks nothing the old principal committed",
                             d["database"].as_str().unwrap_or(""),
                             d["last_lsn"],
                             d["fork_id"].as_str().unwrap_or("")
                         )
                     } else {
                         format!(
-                            "{}: serving on {server} at LSN {} on fork {}; LSNs {}-{} of the old principal are missing here",
+                            "{}: serving on {server} at LSN {} on fork {}; LSNs {}-{} committed on the old principal are missing here{}",
                             d["database"].as_str().unwrap_or(""),
                             d["last_lsn"],
                             d["fork_id"].as_str().unwrap_or(""),
                             m["first"],
-                            m["last"]
+                            m["last"],
+                            if d["mode"] == "async" {
+                                " (asynchronous: some may have been acknowledged)"
+                            } else {
+                                " (none was acknowledged unless the principal served exposed)"
+                            }
                         )
                     };
                 }
