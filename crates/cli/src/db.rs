@@ -26,6 +26,9 @@ pub enum DbCmd {
         /// This database server's name.
         #[arg(long, default_value = "db1")]
         name: String,
+        /// Serve `/metrics` (Prometheus) and `/healthz` over HTTP here.
+        #[arg(long)]
+        metrics_listen: Option<String>,
         /// A file holding the cluster secret (else PCHAT_CLUSTER_SECRET).
         #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
         cluster_secret_file: Option<PathBuf>,
@@ -198,6 +201,7 @@ pub async fn serve(cmd: DbCmd) -> anyhow::Result<()> {
         data_dir,
         listen,
         name,
+        metrics_listen,
         cluster_secret_file,
     } = cmd
     else {
@@ -209,14 +213,25 @@ pub async fn serve(cmd: DbCmd) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let metrics = match metrics_listen {
+        Some(m) => {
+            let l = tokio::net::TcpListener::bind(&m)
+                .await
+                .with_context(|| format!("cannot listen on {m}"))?;
+            println!("pchat db metrics on {}", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     println!("pchat db listening on {addr}");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::serve::shutdown_signal().await;
         let _ = stop.send(true);
     });
-    pchat_dbserver::serve(
+    pchat_dbserver::serve_with_metrics(
         listener,
+        metrics,
         pchat_dbserver::Config {
             name,
             data_dir,

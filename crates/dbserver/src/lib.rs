@@ -15,6 +15,7 @@
 
 mod hosted;
 mod logship;
+mod metrics;
 mod mirror;
 
 use hosted::{db_name, Hosted};
@@ -40,7 +41,7 @@ pub struct Config {
 }
 
 /// What one server runs: its databases and their roles.
-struct Node {
+pub(crate) struct Node {
     hosted: Arc<Hosted>,
     logship: Arc<Logship>,
     mirroring: Arc<Mirroring>,
@@ -66,6 +67,16 @@ pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io:
 pub async fn serve(
     listener: TcpListener,
     config: Config,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    serve_with_metrics(listener, None, config, stop).await
+}
+
+/// `serve`, with `/metrics` and `/healthz` on a second listener.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let hosted = Hosted::open(&config.data_dir)?;
@@ -75,6 +86,9 @@ pub async fn serve(
         hosted,
         config,
     });
+    if let Some(l) = metrics_listener {
+        tokio::spawn(metrics::serve(l, node.clone(), stop.clone()));
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => {

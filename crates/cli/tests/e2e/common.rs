@@ -347,13 +347,19 @@ pub const SECRET: &str = "a shared cluster secret";
 pub struct DbServer {
     pub child: std::process::Child,
     pub addr: String,
+    /// The `/metrics` address, when started with --metrics-listen.
+    pub metrics: Option<String>,
 }
 
 impl DbServer {
     pub fn start(dir: &Path, listen: &str) -> DbServer {
+        Self::start_with(dir, listen, &[])
+    }
+    pub fn start_with(dir: &Path, listen: &str, args: &[&str]) -> DbServer {
         let mut child = pchat()
             .args(["db", "serve", "--listen", listen, "--data-dir"])
             .arg(dir)
+            .args(args)
             .env("PCHAT_CLUSTER_SECRET", SECRET)
             .env("PCHAT_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -361,14 +367,22 @@ impl DbServer {
             .spawn()
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut metrics = None;
         let addr = loop {
             let line = lines.next().expect("pchat db serve exited").unwrap();
+            if let Some(a) = line.strip_prefix("pchat db metrics on ") {
+                metrics = Some(a.trim().to_string());
+            }
             if let Some(a) = line.strip_prefix("pchat db listening on ") {
                 break a.trim().to_string();
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        DbServer { child, addr }
+        DbServer {
+            child,
+            addr,
+            metrics,
+        }
     }
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
