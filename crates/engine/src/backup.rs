@@ -850,7 +850,12 @@ impl LogApplier {
         records: &[RawRecord],
         then: Option<Recovery>,
     ) -> Result<Applied, BackupError> {
-        let tx = self.conn.transaction()?;
+        // Take the write lock at once: a transaction that read first could
+        // not upgrade once another connection (a restore job, `pchat admin
+        // --data-dir`) had committed meanwhile.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let id = read_identity(&tx)?.ok_or_else(|| refused("the database has no identity"))?;
         let state = read_state(&tx)?;
         let (first, last) = match (records.first(), records.last()) {
