@@ -87,6 +87,25 @@ pub enum DbCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take an ONLINE database out of service: it keeps its data and serves
+    /// nothing (SQL Server's SET OFFLINE).
+    Offline {
+        #[command(flatten)]
+        at: At,
+        #[arg(long, value_enum)]
+        database: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring an OFFLINE database back ONLINE.
+    Online {
+        #[command(flatten)]
+        at: At,
+        #[arg(long, value_enum)]
+        database: Database,
+        #[arg(long)]
+        json: bool,
+    },
     /// Log shipping: configure, status (the monitor), run, remove.
     #[command(subcommand)]
     Logship(replication::LogshipCmd),
@@ -389,6 +408,8 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                 )
             })
         }
+        DbCmd::Offline { at, database, json } => change_state(&at, database, json, true),
+        DbCmd::Online { at, database, json } => change_state(&at, database, json, false),
         DbCmd::Logship(cmd) => replication::logship(cmd),
         DbCmd::Mirror(cmd) => replication::mirror(cmd),
         DbCmd::Verify { file, json } => {
@@ -483,6 +504,43 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// `pchat db offline` (`offline`) or `pchat db online`.
+fn change_state(at: &At, database: Database, json: bool, offline: bool) -> anyhow::Result<()> {
+    let v = match at.data_dir.clone() {
+        None => at.call(if offline {
+            pchat_wire::message::Request::Offline {
+                db: database.wire(),
+            }
+        } else {
+            pchat_wire::message::Request::Online {
+                db: database.wire(),
+            }
+        })?,
+        Some(dir) => {
+            let _owner = crate::dirlock::lock(&dir, "a change of state")?;
+            let file = dir.join(database.file());
+            if !file.exists() {
+                bail!("{} holds no {} database", dir.display(), database.file());
+            }
+            if offline {
+                backup::take_offline(&file)
+            } else {
+                backup::bring_online(&file)
+            }
+            .map_err(plain)?;
+            let state = read_state(&open_connection(&file)?)?;
+            serde_json::json!({ "database": database.file().trim_end_matches(".db"), "state": state })
+        }
+    };
+    out(json, &v, || {
+        format!(
+            "{} is {}",
+            v["database"].as_str().unwrap_or(""),
+            v["state"].as_str().unwrap_or("")
+        )
+    })
 }
 
 fn status_text(dbs: &[serde_json::Value]) -> String {

@@ -20,6 +20,9 @@ pub struct Hosted {
     mgc: RwLock<Arc<ChatEngine>>,
     comp: RwLock<Arc<ComplianceEngine>>,
     recorder: Mutex<Option<Recorder>>,
+    /// The state of each database as last opened (every change of state
+    /// goes through `offline`, which reopens): checked without IO.
+    states: Mutex<[DbState; 2]>,
     /// One change of a database at a time (restore, recovery, role change).
     pub admin: tokio::sync::Mutex<()>,
 }
@@ -50,8 +53,12 @@ impl Hosted {
             mgc: RwLock::new(ChatEngine::open(&data_dir.join(MGC_FILE))?),
             comp: RwLock::new(compliance::open(&data_dir.join(MGCCOMP_FILE))?),
             recorder: Mutex::new(None),
+            states: Mutex::new([DbState::Online; 2]),
             admin: tokio::sync::Mutex::new(()),
         });
+        for db in [Db::Mgc, Db::Mgccomp] {
+            hosted.note_state(db)?;
+        }
         hosted.start_recorder();
         Ok(hosted)
     }
@@ -154,6 +161,32 @@ impl Hosted {
         Ok(result)
     }
 
+    fn note_state(&self, db: Db) -> Result<(), StoreError> {
+        let state = self.state(db)?;
+        if let Ok(mut s) = self.states.lock() {
+            s[db as usize] = state;
+        }
+        Ok(())
+    }
+
+    /// Refuses reads of a database that is RESTORING or OFFLINE (it serves
+    /// nothing); ONLINE and STANDBY (read-only) are read.
+    pub fn readable(&self, db: Db) -> Result<(), StoreError> {
+        let state = self
+            .states
+            .lock()
+            .map(|s| s[db as usize])
+            .unwrap_or(DbState::Offline);
+        match state {
+            DbState::Online | DbState::Standby => Ok(()),
+            other => Err(StoreError::Unavailable(format!(
+                "{} is {} here: it serves no reads",
+                db_name(db),
+                other.as_str()
+            ))),
+        }
+    }
+
     fn reopen(&self, db: Db) -> Result<(), StoreError> {
         let file = self.file(db);
         match db {
@@ -170,7 +203,7 @@ impl Hosted {
                 }
             }
         }
-        Ok(())
+        self.note_state(db)
     }
 
     /// Stops the recorder and closes both databases (everything acknowledged

@@ -236,7 +236,11 @@ async fn connection(
                     let _ = out.send(response(id, result)).await;
                 });
             }
-            Request::Subscribe { after } => match node.hosted.mgc().subscribe(after) {
+            Request::Subscribe { after } => match node
+                .hosted
+                .readable(Db::Mgc)
+                .and_then(|_| node.hosted.mgc().subscribe(after))
+            {
                 Ok(mut rx) => {
                     let out2 = out.clone();
                     let task = tokio::spawn(async move {
@@ -418,6 +422,22 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
                 .map_err(invalid)?;
             value(Ok(done))
         }
+        Request::Offline { db } | Request::Online { db } => {
+            let _one = node.hosted.admin.lock().await;
+            if node.mirroring.status(db).is_some() {
+                return Err(invalid(format!(
+                    "{} is mirrored here: fail over or remove mirroring instead",
+                    db_name(db)
+                )));
+            }
+            let change = match req {
+                Request::Offline { .. } => backup::take_offline,
+                _ => backup::bring_online,
+            };
+            node.hosted.offline(db, change).await?.map_err(invalid)?;
+            let (id, state) = node.hosted.read(db)?;
+            Ok(serde_json::json!({ "database": id.name, "state": state, "last_lsn": id.last_lsn }))
+        }
         Request::LogshipPrimary { config } => {
             node.logship.set_primary(config)?;
             node.logship.status()
@@ -476,7 +496,7 @@ async fn answer(hosted: &Hosted, req: Request) -> Result<serde_json::Value, Stor
                 i.ok_or_else(|| StoreError::Internal("mgccomp has no identity".into()))
             }))
         }
-        Request::Read { query } => match query {
+        Request::Read { query } => match hosted.readable(Db::Mgc).map(|_| query)? {
             Query::User { id } => value(s.user(id).await),
             Query::Credentials { name } => value(s.credentials(name).await),
             Query::SessionUser { token_hash } => value(s.session_user(token_hash).await),
@@ -507,6 +527,7 @@ async fn answer(hosted: &Hosted, req: Request) -> Result<serde_json::Value, Stor
             } => value(s.feed_messages(feed, rooms, before, limit).await),
         },
         Request::Compliance { query } => {
+            hosted.readable(Db::Mgccomp)?;
             let c: &dyn ComplianceStore = comp.as_ref();
             match query {
                 ComplianceQuery::Records { query } => value(c.records(query).await),

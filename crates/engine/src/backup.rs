@@ -627,10 +627,12 @@ fn restore_full(
                 "the backup set holds a backup of a database other than the existing database (use --replace to overwrite it)",
             ));
         }
-        if state == DbState::Online && !opts.replace {
+        if matches!(state, DbState::Online | DbState::Offline) && !opts.replace {
             return Err(refused(format!(
-                "{} is ONLINE at LSN {}: restoring over it discards it (use --replace)",
-                header.database, id.last_lsn
+                "{} is {} at LSN {}: restoring over it discards it (use --replace)",
+                header.database,
+                state.as_str(),
+                id.last_lsn
             )));
         }
     }
@@ -862,10 +864,12 @@ impl LogApplier {
             (Some(f), Some(l)) => (f.lsn, l.lsn),
             _ => (id.last_lsn + 1, id.last_lsn),
         };
-        if state == DbState::Online {
+        if !matches!(state, DbState::Restoring | DbState::Standby) {
             return Err(refused(format!(
-                "{} is ONLINE: {} applies only to a database restored with --norecovery or --standby",
-                id.name, source.what
+                "{} is {}: {} applies only to a database restored with --norecovery or --standby",
+                id.name,
+                state.as_str(),
+                source.what
             )));
         }
         if id.family_id != source.family_id {
@@ -996,25 +1000,42 @@ pub fn recover(db: &Path) -> Result<Applied, BackupError> {
 /// log records from a new principal), keeping its data. The first step of
 /// a planned role switch and of a rejoin.
 pub fn set_restoring(db: &Path) -> Result<(), BackupError> {
-    let conn = Connection::open(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute(
-        "UPDATE identity SET state = ?1 WHERE id = 1",
-        [DbState::Restoring.as_str()],
-    )?;
-    Ok(())
+    change_state(db, DbState::Online, DbState::Restoring)
 }
 
 /// Brings a RESTORING database ONLINE on the fork it is on: the mirror of
 /// a planned role switch, which holds exactly what the principal held (the
 /// old principal is RESTORING before this runs, so one copy serves).
 pub fn set_online(db: &Path) -> Result<(), BackupError> {
+    change_state(db, DbState::Restoring, DbState::Online)
+}
+
+/// Takes an ONLINE database out of service (SQL Server's `SET OFFLINE`):
+/// it keeps its data and serves nothing until `bring_online`.
+pub fn take_offline(db: &Path) -> Result<(), BackupError> {
+    change_state(db, DbState::Online, DbState::Offline)
+}
+
+/// Brings an OFFLINE database back ONLINE, on the fork it is on (its data
+/// did not change).
+pub fn bring_online(db: &Path) -> Result<(), BackupError> {
+    change_state(db, DbState::Offline, DbState::Online)
+}
+
+fn change_state(db: &Path, from: DbState, to: DbState) -> Result<(), BackupError> {
     let conn = Connection::open(db)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute(
-        "UPDATE identity SET state = ?1 WHERE id = 1",
-        [DbState::Online.as_str()],
-    )?;
+    let tx = conn.unchecked_transaction()?;
+    let state = read_state(&tx)?;
+    if state != from {
+        return Err(refused(format!(
+            "the database is {}, not {}",
+            state.as_str(),
+            from.as_str()
+        )));
+    }
+    tx.execute("UPDATE identity SET state = ?1 WHERE id = 1", [to.as_str()])?;
+    tx.commit()?;
     Ok(())
 }
 

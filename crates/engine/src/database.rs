@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS identity (
     fork_id TEXT NOT NULL,
     last_lsn INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    -- ONLINE, RESTORING or STANDBY (see DbState).
+    -- ONLINE, RESTORING, STANDBY or OFFLINE (see DbState).
     state TEXT NOT NULL DEFAULT 'ONLINE'
 );
 CREATE TABLE IF NOT EXISTS forks (
@@ -151,6 +151,9 @@ pub enum DbState {
     Restoring,
     /// Restored WITH STANDBY: applies log backups, read-only between them.
     Standby,
+    /// Taken out of service by an operator (`pchat db offline`): serves
+    /// nothing, keeps its data, comes back with `pchat db online`.
+    Offline,
 }
 
 impl DbState {
@@ -159,12 +162,18 @@ impl DbState {
             DbState::Online => "ONLINE",
             DbState::Restoring => "RESTORING",
             DbState::Standby => "STANDBY",
+            DbState::Offline => "OFFLINE",
         }
     }
     pub fn parse(s: &str) -> Option<DbState> {
-        [DbState::Online, DbState::Restoring, DbState::Standby]
-            .into_iter()
-            .find(|d| d.as_str() == s)
+        [
+            DbState::Online,
+            DbState::Restoring,
+            DbState::Standby,
+            DbState::Offline,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 }
 

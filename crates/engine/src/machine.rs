@@ -75,12 +75,16 @@ impl<M: Machine> Engine<M> {
             .map(|i| i.last_lsn)
             .unwrap_or(0);
         let committed = Arc::new(AtomicI64::new(last));
-        let refusing = (state != database::DbState::Online).then(|| {
-            format!(
+        let refusing = match state {
+            database::DbState::Online => None,
+            database::DbState::Offline => Some(format!(
+                "{name} is OFFLINE: it takes no commands until it is brought online"
+            )),
+            other => Some(format!(
                 "{name} is {}: it takes no commands until it is restored WITH RECOVERY",
-                state.as_str()
-            )
-        });
+                other.as_str()
+            )),
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let (published, _) = broadcast::channel(LIVE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());

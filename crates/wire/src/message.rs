@@ -104,6 +104,14 @@ pub enum Request {
     Recover {
         db: Db,
     },
+    /// Take an ONLINE database out of service (SQL Server's `SET OFFLINE`).
+    Offline {
+        db: Db,
+    },
+    /// Bring an OFFLINE database back ONLINE.
+    Online {
+        db: Db,
+    },
     /// Make this server the log-shipping primary of `db` (its backup job).
     LogshipPrimary {
         config: LogshipPrimary,

@@ -275,3 +275,62 @@ async fn the_database_server_killed_under_load_loses_nothing_acknowledged() {
         (1..=history.len() as i64).collect::<Vec<_>>()
     );
 }
+
+/// `pchat db offline` takes a database out of service on a running
+/// database server: commands and reads are refused, its data is kept, and
+/// `pchat db online` brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_taken_offline_serves_nothing_until_brought_online() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = DbServer::start(db_dir.path(), "127.0.0.1:0");
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", db.addr.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat = Server::start_in(chat_dir.path(), &env);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "lobby", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    assert_eq!(c.post(&admin, room, "before", "b").await.status, 201);
+
+    let off = db_cmd(&["offline", "--server", &db.addr, "--database", "mgc"]).unwrap();
+    assert_eq!(off["state"], "OFFLINE", "{off}");
+    assert_eq!(db_status(&db.addr, "mgc")["serving"], false);
+    let p = c.post(&admin, room, "while offline", "w").await;
+    assert_eq!((p.status, p.code()), (503, "unavailable"), "{}", p.body);
+    let r = c
+        .call(
+            "GET",
+            &format!("/api/v1/rooms/{room}/messages"),
+            Some(&admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 503, "reads are refused too: {}", r.body);
+    let e = db_cmd(&["offline", "--server", &db.addr, "--database", "mgc"]).unwrap_err();
+    assert!(e.contains("is OFFLINE, not ONLINE"), "{e}");
+
+    let on = db_cmd(&["online", "--server", &db.addr, "--database", "mgc"]).unwrap();
+    assert_eq!(on["state"], "ONLINE", "{on}");
+    let mut ok = false;
+    for _ in 0..100 {
+        let p = c.post(&admin, room, "while offline", "w").await;
+        if p.status == 201 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the chat server did not come back");
+    let h = c.history(&admin, room).await;
+    assert_eq!(seqs(&h), vec![1, 2]);
+}
