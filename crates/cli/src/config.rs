@@ -137,8 +137,6 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("pchat-data"));
-    // Uploads live next to the databases, so backups keep them together.
-    let files_dir = Some(data_dir.join(pchat_engine::FILES_DIR));
     let database = match args.database.or(file.database) {
         None => None,
         Some(list) => {
@@ -173,7 +171,8 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
                     .or(file.drain_timeout_secs)
                     .unwrap_or(defaults.drain_timeout.as_secs()),
             ),
-            files_dir,
+            // Set by `serve`: next to mgc, wherever it is.
+            files: None,
         },
     })
 }

@@ -18,6 +18,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let _owner = crate::dirlock::lock(&settings.data_dir, "pchat serve")?;
+    // Uploads live next to mgc (on the database server when it is remote),
+    // so its backups, log shipping and mirroring carry them.
+    let mut settings = settings;
     let (store, comp_store, local): (Arc<dyn ChatStore>, Arc<dyn ComplianceStore>, _) =
         match &settings.database {
             Some((addrs, secret)) => {
@@ -27,6 +30,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     secret.clone(),
                     settings.server.server_name.clone(),
                 ));
+                settings.server.files = Some(Arc::new(remote.clone()));
                 (Arc::new(remote.clone()), Arc::new(remote), None)
             }
             None => {
@@ -34,6 +38,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .context("cannot open mgc")?;
                 let comp = compliance::open(&settings.data_dir.join(MGCCOMP_FILE))
                     .context("cannot open mgccomp")?;
+                settings.server.files = Some(Arc::new(pchat_store::blobs::LocalBlobs::new(
+                    settings.data_dir.join(pchat_engine::FILES_DIR),
+                )));
                 (mgc.clone(), comp.clone(), Some((mgc, comp)))
             }
         };

@@ -48,6 +48,8 @@ pub fn internal(e: impl std::fmt::Display) -> StoreError {
 impl Hosted {
     pub fn open(data_dir: &Path) -> anyhow::Result<Arc<Hosted>> {
         std::fs::create_dir_all(data_dir)?;
+        // What an interrupted upload left: never complete, never used.
+        let _ = std::fs::remove_dir_all(data_dir.join(pchat_engine::FILES_DIR).join("tmp"));
         let hosted = Arc::new(Hosted {
             data_dir: data_dir.to_path_buf(),
             mgc: RwLock::new(ChatEngine::open(&data_dir.join(MGC_FILE))?),
@@ -84,6 +86,11 @@ impl Hosted {
     /// Uploaded files travel with `mgc`.
     pub fn files_dir(&self, db: Db) -> Option<PathBuf> {
         (db == Db::Mgc).then(|| self.data_dir.join(pchat_engine::FILES_DIR))
+    }
+
+    /// Uploaded files (they travel with `mgc`).
+    pub fn blobs(&self) -> pchat_store::blobs::LocalBlobs {
+        pchat_store::blobs::LocalBlobs::new(self.data_dir.join(pchat_engine::FILES_DIR))
     }
 
     /// The identity and state in the database file (one read).

@@ -23,6 +23,7 @@ use logship::Logship;
 use mirror::Mirroring;
 use pchat_engine::backup::{self, RestoreOptions};
 use pchat_engine::DbState;
+use pchat_store::blobs::Blobs;
 use pchat_store::{ChatStore, ComplianceStore, StoreError};
 use pchat_wire::frame::{self, FrameError};
 use pchat_wire::message::*;
@@ -198,6 +199,8 @@ async fn connection(
         }
     });
     let mut subs: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Files being uploaded on this connection, by upload number.
+    let mut uploads: HashMap<u64, Vec<u8>> = HashMap::new();
     let result = loop {
         let read = tokio::select! {
             m = frame::read::<ClientMsg>(&mut r) => m,
@@ -272,6 +275,44 @@ async fn connection(
                     let _ = out.send(response::<()>(id, Err(e))).await;
                 }
             },
+            Request::PutFile {
+                upload,
+                sha256,
+                offset,
+                data,
+                last,
+            } => {
+                // In the loop, so the parts of an upload stay in order.
+                let part = take_part(&mut uploads, upload, offset, &data);
+                let done = match part {
+                    Err(e) => Some(Err(e)),
+                    Ok(()) if last => {
+                        let bytes = uploads.remove(&upload).unwrap_or_default();
+                        Some(Ok((bytes, sha256)))
+                    }
+                    Ok(()) => None,
+                };
+                let (out, blobs) = (out.clone(), node.hosted.blobs());
+                tokio::spawn(async move {
+                    let result = match done {
+                        None => Ok(serde_json::Value::Null),
+                        Some(Err(e)) => Err(e),
+                        Some(Ok((bytes, sha256))) => {
+                            if pchat_store::blobs::sha256_hex(&bytes) != sha256 {
+                                Err(invalid(format!(
+                                    "the upload does not match its SHA-256 {sha256}"
+                                )))
+                            } else {
+                                blobs
+                                    .put(bytes)
+                                    .await
+                                    .map(|sha| serde_json::json!({ "sha256": sha }))
+                            }
+                        }
+                    };
+                    let _ = out.send(ServerMsg::Response { id, result }).await;
+                });
+            }
             Request::Unsubscribe { sub } => {
                 if let Some(t) = subs.remove(&sub) {
                     t.abort();
@@ -282,6 +323,11 @@ async fn connection(
                 tokio::spawn(async move {
                     let answer = match other {
                         Request::Status => status(&node).await,
+                        Request::GetFile {
+                            sha256,
+                            offset,
+                            len,
+                        } => get_file(&node.hosted, sha256, offset, len).await,
                         Request::Backup {
                             db,
                             to,
@@ -365,6 +411,54 @@ fn response<T: Serialize>(id: u64, r: Result<T, StoreError>) -> ServerMsg {
 
 fn value<T: Serialize>(r: Result<T, StoreError>) -> Result<serde_json::Value, StoreError> {
     r.and_then(|v| serde_json::to_value(v).map_err(|e| StoreError::Internal(e.to_string())))
+}
+
+/// Largest file a database server takes (the chat server enforces the
+/// pool's MaxFileSizeKB; this only bounds what one upload can hold).
+const MAX_UPLOAD: usize = 256 << 20;
+
+/// Appends a part to an upload; parts come in order, from offset 0.
+fn take_part(
+    uploads: &mut HashMap<u64, Vec<u8>>,
+    upload: u64,
+    offset: u64,
+    data: &str,
+) -> Result<(), StoreError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| invalid(format!("a file part is not base64: {e}")))?;
+    let buf = uploads.entry(upload).or_default();
+    if buf.len() as u64 != offset || buf.len() + bytes.len() > MAX_UPLOAD {
+        uploads.remove(&upload);
+        return Err(invalid(format!(
+            "upload {upload}: a part at offset {offset} does not follow the last one, or the file exceeds {MAX_UPLOAD} bytes"
+        )));
+    }
+    buf.extend_from_slice(&bytes);
+    Ok(())
+}
+
+async fn get_file(
+    hosted: &Hosted,
+    sha256: String,
+    offset: u64,
+    len: u64,
+) -> Result<serde_json::Value, StoreError> {
+    use base64::Engine;
+    hosted.readable(Db::Mgc)?;
+    let blobs = hosted.blobs();
+    let len = len.min(pchat_wire::client::FILE_PART as u64);
+    let part = tokio::task::spawn_blocking(move || blobs.read_range(&sha256, offset, len))
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+    Ok(match part {
+        None => serde_json::Value::Null,
+        Some((bytes, size)) => serde_json::json!({
+            "size": size,
+            "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+        }),
+    })
 }
 
 fn invalid(e: impl std::fmt::Display) -> StoreError {

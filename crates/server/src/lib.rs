@@ -16,7 +16,6 @@
 
 pub mod auth;
 pub mod error;
-pub mod files;
 pub mod hub;
 pub mod json;
 pub mod metrics;
@@ -49,7 +48,7 @@ pub struct Config {
     /// How long SIGTERM waits for connections to finish.
     pub drain_timeout: Duration,
     /// Where uploaded files are kept (content-addressed); None: no uploads.
-    pub files_dir: Option<std::path::PathBuf>,
+    pub files: Option<Arc<dyn pchat_store::blobs::Blobs>>,
 }
 
 impl Default for Config {
@@ -61,7 +60,7 @@ impl Default for Config {
             default_history: pchat_api::DEFAULT_HISTORY,
             max_connections: 50_000,
             drain_timeout: Duration::from_secs(10),
-            files_dir: None,
+            files: None,
         }
     }
 }

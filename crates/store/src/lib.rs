@@ -8,6 +8,7 @@
 //!
 //! This crate must never depend on SQLite or on any transport.
 
+pub mod blobs;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

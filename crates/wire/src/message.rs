@@ -104,6 +104,24 @@ pub enum Request {
     Recover {
         db: Db,
     },
+    /// Part of an uploaded file's content (base64), appended at `offset`
+    /// to upload `upload` (a number the client picks); with `last` the
+    /// whole is checked against `sha256` and stored (fsynced), and the
+    /// answer is `{sha256}`. Files travel in parts: a frame holds 16 MiB.
+    PutFile {
+        upload: u64,
+        sha256: String,
+        offset: u64,
+        data: String,
+        last: bool,
+    },
+    /// Up to `len` bytes of a stored file from `offset`: `{size, data}`
+    /// (base64), or null when there is no such file.
+    GetFile {
+        sha256: String,
+        offset: u64,
+        len: u64,
+    },
     /// Take an ONLINE database out of service (SQL Server's `SET OFFLINE`).
     Offline {
         db: Db,

@@ -334,3 +334,98 @@ async fn a_database_taken_offline_serves_nothing_until_brought_online() {
     let h = c.history(&admin, room).await;
     assert_eq!(seqs(&h), vec![1, 2]);
 }
+
+/// With a database server, uploads are kept on it, next to mgc: a file of
+/// several protocol parts goes up and comes back whole, the chat server
+/// keeps no copy, and the database server's full backup of mgc carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_live_on_the_database_server_and_in_its_backups() {
+    use super::files::{download, upload};
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = DbServer::start(db_dir.path(), "127.0.0.1:0");
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", db.addr.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat = Server::start_in(chat_dir.path(), &env);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "docs", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    // 9 MB: three parts of the protocol.
+    let content: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8).collect();
+    let a = upload(&c, &admin, room, "big.bin", "f1", content.clone()).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let url = a.body["file"]["url"].as_str().unwrap().to_string();
+    let (status, bytes, _) = download(&c, &admin, &url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == content, "the file came back changed");
+    let sha = a.body["file"]["sha256"].as_str().unwrap().to_string();
+    let on_db = db_dir
+        .path()
+        .join("files/sha256")
+        .join(&sha[..2])
+        .join(&sha[2..]);
+    assert!(on_db.exists(), "the file is on the database server");
+    assert!(
+        !chat_dir.path().join("files/sha256").exists(),
+        "the chat server keeps no copy"
+    );
+
+    // The database server's full backup of mgc carries it; restored on
+    // another database server, it is served again.
+    let share = tempfile::tempdir().unwrap();
+    let to = share.path().join("mgc.bak");
+    db_cmd(&[
+        "backup",
+        "--server",
+        &db.addr,
+        "--database",
+        "mgc",
+        "--to",
+        to.to_str().unwrap(),
+    ])
+    .unwrap();
+    let h = db_cmd(&["verify", to.to_str().unwrap()]).unwrap();
+    assert!(
+        h["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == format!("file:{sha}")),
+        "{h}"
+    );
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = DbServer::start(other_dir.path(), "127.0.0.1:0");
+    db_cmd(&[
+        "restore",
+        "--server",
+        &other.addr,
+        "--database",
+        "mgc",
+        "--from",
+        to.to_str().unwrap(),
+        "--replace",
+    ])
+    .unwrap();
+    let chat2_dir = tempfile::tempdir().unwrap();
+    let env2 = [
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", other.addr.clone()),
+    ];
+    let env2: Vec<(&str, &str)> = env2.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat2 = Server::start_in(chat2_dir.path(), &env2);
+    let c2 = chat2.client();
+    let admin2 = c2.sign_in(ADMIN, ADMIN_PW).await;
+    let (status, bytes, _) = download(&c2, &admin2, &url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == content, "the restored file came back changed");
+}

@@ -5,7 +5,7 @@
 use super::common::*;
 use serde_json::{json, Value};
 
-async fn upload(
+pub async fn upload(
     c: &Client,
     token: &str,
     room: i64,
@@ -30,7 +30,7 @@ async fn upload(
     Answer { status, body }
 }
 
-async fn download(c: &Client, token: &str, url: &str) -> (u16, Vec<u8>, String) {
+pub async fn download(c: &Client, token: &str, url: &str) -> (u16, Vec<u8>, String) {
     let resp = c
         .http
         .get(format!("{}{url}", c.base))

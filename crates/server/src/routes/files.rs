@@ -3,7 +3,6 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::files::{FileStore, PutError};
 use crate::json::{Query, RoomIdPath};
 use crate::AppState;
 use axum::body::Body;
@@ -13,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use pchat_api::{ErrorCode, MessageView};
 
 use pchat_domain::{AccessKind, Command, FileRef, Outcome};
+use pchat_store::blobs::{sha256_hex, Blobs};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -26,13 +26,35 @@ pub struct UploadParams {
     body: Option<String>,
 }
 
-fn store(state: &AppState) -> ApiResult<FileStore> {
+fn store(state: &AppState) -> ApiResult<Arc<dyn Blobs>> {
     state
         .config
-        .files_dir
+        .files
         .clone()
-        .map(FileStore::new)
         .ok_or_else(|| ApiError::new(ErrorCode::FilesUnavailable, "this server keeps no files"))
+}
+
+/// The request body, refused past `max` bytes (without reading further).
+async fn read_body(body: Body, max: u64) -> ApiResult<Vec<u8>> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("the upload was interrupted: {e}"),
+            )
+        })?;
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(ApiError::new(
+                ErrorCode::FileTooLarge,
+                format!("the file is larger than {max} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// `POST /api/v1/rooms/{id}/files?name=..&client_msg_id=..`, the raw
@@ -85,11 +107,9 @@ pub async fn upload(
         ));
     }
     let max = u64::from(state.store.configuration().await?.max_file_size_kb) * 1000;
-    let (sha256, size) = files.put(body, max).await.map_err(|e| match e {
-        PutError::TooLarge(_) => ApiError::new(ErrorCode::FileTooLarge, e.to_string()),
-        PutError::Body(_) => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
-        PutError::Io(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
-    })?;
+    let bytes = read_body(body, max).await?;
+    let size = bytes.len();
+    let sha256 = files.put(bytes).await?;
     let command = Command::PostFile {
         actor: caller.user.id,
         room,
@@ -130,16 +150,13 @@ pub async fn download(
         .file_in_room(room, sha256.clone())
         .await?
         .ok_or_else(not_found)?;
-    let path = files.path(&file.sha256).ok_or_else(not_found)?;
-    let bytes = tokio::fs::read(&path).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
-            format!("the file's content is missing: {e}"),
-        )
-    })?;
+    let bytes = files
+        .get(file.sha256.clone())
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the file's content is missing"))?;
     // The name is the checksum: never serve content that no longer matches it.
-    if crate::files::sha256_hex(&bytes) != file.sha256 {
-        tracing::error!(sha256 = %file.sha256, path = %path.display(), "stored file is corrupt");
+    if sha256_hex(&bytes) != file.sha256 {
+        tracing::error!(sha256 = %file.sha256, "stored file is corrupt");
         return Err(ApiError::new(
             ErrorCode::Internal,
             "the stored file does not match its checksum",
