@@ -304,7 +304,13 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                 );
             }
             let h = if log {
-                backup::log_backup(&db, &to, &name, &description)
+                backup::log_backup(
+                    &db,
+                    &to,
+                    &name,
+                    &description,
+                    database.files(&data_dir).as_deref(),
+                )
             } else {
                 backup::full_backup(
                     &db,

@@ -388,7 +388,7 @@ async fn backup(
     let done = tokio::task::spawn_blocking(move || {
         let to = std::path::PathBuf::from(to);
         if log {
-            backup::log_backup(&file, &to, &name, &description)
+            backup::log_backup(&file, &to, &name, &description, files.as_deref())
         } else {
             backup::full_backup(&file, files.as_deref(), &to, &name, &description)
         }

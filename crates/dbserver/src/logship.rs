@@ -325,13 +325,20 @@ impl Logship {
             }
             seq += 1;
             let db_file = self.hosted.file(config.db);
+            let files = self.hosted.files_dir(config.db);
             let to = Path::new(&config.share).join(format!(
                 "{}_{:013}_{seq:06}.trn",
                 db_name(config.db),
                 pchat_engine::now_ms()
             ));
             let result = tokio::task::spawn_blocking(move || {
-                match backup::log_backup(&db_file, &to, "logship", "log shipping backup job") {
+                match backup::log_backup(
+                    &db_file,
+                    &to,
+                    "logship",
+                    "log shipping backup job",
+                    files.as_deref(),
+                ) {
                     Ok(h) => Ok(Some((to.display().to_string(), h.last_lsn))),
                     Err(BackupError::NothingToBackUp(_)) => Ok(None),
                     Err(e) => Err(e.to_string()),
@@ -449,12 +456,12 @@ impl Logship {
                 break;
             }
             let path = dir.join(name);
-            let target = file.clone();
+            let (target, files) = (file.clone(), self.hosted.files_dir(config.db));
             let r = tokio::task::spawn_blocking(move || {
                 backup::restore(
                     &path,
                     &target,
-                    None,
+                    files.as_deref(),
                     RestoreOptions {
                         replace: false,
                         recovery,
@@ -630,7 +637,7 @@ mod tests {
         let db = pchat_engine::ChatEngine::open(&file).unwrap();
         let log = |n: &str| {
             let to = share.path().join(n);
-            backup::log_backup(&file, &to, "", "").unwrap();
+            backup::log_backup(&file, &to, "", "", None).unwrap();
             to
         };
         users(&db, 0).await;

@@ -128,6 +128,21 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The uploaded files (SHA-256) this event posts: what a log backup or
+    /// a mirror must carry with it.
+    pub fn files(&self) -> Vec<&str> {
+        fn of(m: &crate::Message) -> Option<&str> {
+            m.file.as_ref().map(|f| f.sha256.as_str())
+        }
+        match self {
+            Event::MessagePosted { message, .. } => of(message).into_iter().collect(),
+            Event::MessagesImported { messages, .. } => messages.iter().filter_map(of).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// One entry of a transaction log. `E` is the database's event type: chat
 /// events in `mgc`, compliance events in `mgccomp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -306,12 +306,15 @@ fn next_log_start(conn: &Connection) -> rusqlite::Result<Lsn> {
         + 1)
 }
 
-/// A log backup of `db`: its log records after the previous log backup.
+/// A log backup of `db`: its log records after the previous log backup,
+/// and (for `mgc`, from `files_dir`) the uploaded files they post, so a
+/// log-shipping secondary has them too.
 pub fn log_backup(
     db: &Path,
     to: &Path,
     name: &str,
     description: &str,
+    files_dir: Option<&Path>,
 ) -> Result<BackupHeader, BackupError> {
     let mut conn = database::open_connection(db)?;
     // A read transaction: identity and log rows seen at one point.
@@ -322,6 +325,7 @@ pub fn log_backup(
         return Err(BackupError::NothingToBackUp(header.last_lsn));
     }
     let mut lines = Vec::new();
+    let mut files: Vec<String> = Vec::new();
     {
         let mut stmt = tx.prepare(
             "SELECT lsn, ts, origin, event FROM log WHERE lsn >= ?1 AND lsn <= ?2 ORDER BY lsn",
@@ -341,6 +345,9 @@ pub fn log_backup(
                 )));
             }
             expect += 1;
+            if files_dir.is_some() {
+                files.extend(posted_files(&row.event));
+            }
             serde_json::to_writer(&mut lines, &row).map_err(|e| refused(e.to_string()))?;
             lines.push(b'\n');
         }
@@ -350,20 +357,29 @@ pub fn log_backup(
     header.first_lsn = first;
     remove_leftovers(to, "tmp");
     let tmp = temp_beside(to, "tmp");
-    let written = std::fs::write(&tmp, &lines)
-        .map_err(BackupError::from)
-        .and_then(|_| {
-            let len = lines.len() as u64;
-            seal(
-                &tmp,
-                to,
-                header,
-                vec![Section {
-                    name: "log".into(),
-                    len,
-                }],
-            )
-        });
+    let written = (|| {
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(&lines)?;
+        let mut sections = vec![Section {
+            name: "log".into(),
+            len: lines.len() as u64,
+        }];
+        files.sort();
+        files.dedup();
+        for sha in files {
+            match files_dir.and_then(|d| pchat_store::blob_path(d, &sha)) {
+                Some(path) if path.exists() => sections.push(Section {
+                    len: append(&mut out, &path)?,
+                    name: format!("file:{sha}"),
+                }),
+                _ => {
+                    tracing::warn!(%sha, "a posted file is missing: the log backup goes without it")
+                }
+            }
+        }
+        drop(out);
+        seal(&tmp, to, header, sections)
+    })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -390,6 +406,17 @@ fn record(db: &Path, h: &BackupHeader, to: &Path) -> Result<(), BackupError> {
         ],
     )?;
     Ok(())
+}
+
+/// The uploaded files an `mgc` log record posts (a cheap look first: most
+/// records post none).
+fn posted_files(event: &str) -> Vec<String> {
+    if !event.contains("\"sha256\"") {
+        return Vec::new();
+    }
+    serde_json::from_str::<pchat_domain::Event>(event)
+        .map(|e| e.files().into_iter().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// The trailer: header length (4) + magic (8) + checksum (32).
@@ -467,7 +494,10 @@ fn check_header(h: &BackupHeader) -> Result<(), BackupError> {
             }
         }
         BackupKind::Log => {
-            if h.sections.len() != 1 || h.sections[0].name != "log" {
+            // The log, then the files its records post.
+            if h.sections.first().map(|s| s.name.as_str()) != Some("log")
+                || h.sections[1..].iter().any(|s| !s.name.starts_with("file:"))
+            {
                 return bad("a log backup without its log section");
             }
             if h.first_lsn < 1 || h.first_lsn > h.last_lsn {
@@ -561,7 +591,7 @@ pub fn restore(
     check_header(&header)?;
     match header.kind {
         BackupKind::Full => restore_full(backup, &header, db, files_dir, opts),
-        BackupKind::Log => restore_log(backup, &header, db, opts),
+        BackupKind::Log => restore_log(backup, &header, db, files_dir, opts),
     }
 }
 
@@ -723,6 +753,7 @@ fn restore_log(
     backup: &Path,
     header: &BackupHeader,
     db: &Path,
+    files_dir: Option<&Path>,
     opts: RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
     let (id, _) = existing(db)?.ok_or_else(|| {
@@ -738,7 +769,15 @@ fn restore_log(
         )));
     }
     let mut records = Vec::new();
-    sections(backup, header, |_, r| {
+    sections(backup, header, |s, r| {
+        if let Some(sha) = s.name.strip_prefix("file:") {
+            // Content-addressed and checked: harmless should the restore
+            // then be refused.
+            if let Some(dir) = files_dir {
+                put_file(dir, sha, r)?;
+            }
+            return Ok(());
+        }
         for line in std::io::BufReader::new(r).lines() {
             let rec: RawRecord = serde_json::from_str(&line?)
                 .map_err(|e| BackupError::Damaged(format!("a log record: {e}")))?;

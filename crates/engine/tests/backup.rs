@@ -121,7 +121,7 @@ async fn full_and_log_backups_under_load_restore_to_the_same_tables() {
         let to = share.join(format!("log{n}.trn"));
         let src2 = src.clone();
         let to2 = to.clone();
-        match tokio::task::spawn_blocking(move || backup::log_backup(&src2, &to2, "log", ""))
+        match tokio::task::spawn_blocking(move || backup::log_backup(&src2, &to2, "log", "", None))
             .await
             .unwrap()
         {
@@ -137,7 +137,7 @@ async fn full_and_log_backups_under_load_restore_to_the_same_tables() {
     let last = share.join("last.trn");
     logs.push((
         last.clone(),
-        backup::log_backup(&src, &last, "log", "").unwrap(),
+        backup::log_backup(&src, &last, "log", "", None).unwrap(),
     ));
     // The chain has no gap, and the files verify.
     for w in logs.windows(2) {
@@ -250,7 +250,7 @@ async fn refusals_leave_the_target_as_it_was() {
     }
     // A log onto an ONLINE database.
     let log_a = dir.path().join("a1.trn");
-    backup::log_backup(&a, &log_a, "", "").unwrap();
+    backup::log_backup(&a, &log_a, "", "", None).unwrap();
     let e = backup::restore(&log_a, &b, None, opts(false, Recovery::NoRecovery)).unwrap_err();
     assert!(e.to_string().contains("ONLINE"), "{e}");
     // Restore a's full backup onto c (NORECOVERY), then: a gap, another fork.
@@ -263,7 +263,7 @@ async fn refusals_leave_the_target_as_it_was() {
     s.close();
     drop(s);
     let log_a2 = dir.path().join("a2.trn");
-    backup::log_backup(&a, &log_a2, "", "").unwrap();
+    backup::log_backup(&a, &log_a2, "", "", None).unwrap();
     let s = ChatEngine::open(&a).unwrap();
     for i in 30..40 {
         post(&s, 1, i).await;
@@ -271,7 +271,7 @@ async fn refusals_leave_the_target_as_it_was() {
     s.close();
     drop(s);
     let log_a3 = dir.path().join("a3.trn");
-    backup::log_backup(&a, &log_a3, "", "").unwrap();
+    backup::log_backup(&a, &log_a3, "", "", None).unwrap();
     let before_c = data(&c);
     // a1 is already in the full backup (consistent overlap): fine. a3 skips a2: a gap.
     backup::restore(&log_a, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
@@ -286,7 +286,7 @@ async fn refusals_leave_the_target_as_it_was() {
     s.close();
     drop(s);
     let log_d = dir.path().join("d1.trn");
-    backup::log_backup(&d, &log_d, "", "").unwrap();
+    backup::log_backup(&d, &log_d, "", "", None).unwrap();
     // In order, the chain applies; once c holds LSNs past the point where
     // fork d began, d's log is refused.
     backup::restore(&log_a2, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
@@ -351,4 +351,64 @@ fn a_full_backup_of_mgc_carries_its_files() {
     .unwrap();
     let restored = files2.join("sha256").join(&sha[..2]).join(&sha[2..]);
     assert_eq!(std::fs::read(restored).unwrap(), content);
+}
+
+/// A log backup of mgc carries the files its records post; restoring it
+/// puts them in place (how log shipping moves uploads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_backup_carries_the_files_its_records_post() {
+    use pchat_store::blobs::{Blobs, LocalBlobs};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mgc.db");
+    let files = dir.path().join("files");
+    let s = ChatEngine::open(&db).unwrap();
+    let room = seed(&s).await;
+    s.close();
+    drop(s);
+    let full = dir.path().join("full.bak");
+    backup::full_backup(&db, Some(&files), &full, "", "").unwrap();
+    let content = b"minutes of the meeting".to_vec();
+    let sha = LocalBlobs::new(files.clone())
+        .put(content.clone())
+        .await
+        .unwrap();
+    let s = ChatEngine::open(&db).unwrap();
+    s.submit(env(Command::PostFile {
+        actor: 1,
+        room,
+        file: FileRef {
+            sha256: sha.clone(),
+            size: content.len() as i64,
+            name: "minutes.txt".into(),
+            content_type: "text/plain".into(),
+        },
+        body: None,
+        client_msg_id: "file-1".into(),
+    }))
+    .await
+    .unwrap();
+    post(&s, room, 1).await;
+    s.close();
+    drop(s);
+    let log = dir.path().join("1.trn");
+    let h = backup::log_backup(&db, &log, "", "", Some(&files)).unwrap();
+    assert!(
+        h.sections.iter().any(|s| s.name == format!("file:{sha}")),
+        "{h:?}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let (db2, files2) = (other.path().join("mgc.db"), other.path().join("files"));
+    backup::restore(
+        &full,
+        &db2,
+        Some(&files2),
+        opts(false, Recovery::NoRecovery),
+    )
+    .unwrap();
+    backup::restore(&log, &db2, Some(&files2), opts(false, Recovery::Recovery)).unwrap();
+    assert_eq!(
+        LocalBlobs::new(files2).get(sha).await.unwrap(),
+        Some(content)
+    );
+    assert_eq!(data(&db2), data(&db));
 }
