@@ -412,6 +412,9 @@ impl Mirroring {
                     Err(_) => break,
                 }
             }
+            if db == Db::Mgc {
+                self.send_files(&remote, &batch).await?;
+            }
             // What the principal holds, as far as the mirror can be told: a
             // forced service reports what it lacks of this.
             let batch_end = batch.last().map(|r| r.lsn).unwrap_or(0);
@@ -435,6 +438,35 @@ impl Mirroring {
             // The pair works again (after a forced service): the mode holds.
             self.with(db, |p| p.forced = false);
         }
+    }
+
+    /// The uploaded files a batch of `mgc` records posts, sent ahead of the
+    /// records, so the mirror never holds a message without its file.
+    async fn send_files(
+        &self,
+        remote: &Arc<RemoteStore>,
+        batch: &[RawRecord],
+    ) -> Result<(), StoreError> {
+        use pchat_store::blobs::Blobs;
+        let blobs = self.hosted.blobs();
+        for sha in batch.iter().flat_map(|r| backup::posted_files(&r.event)) {
+            match blobs.get(sha.clone()).await? {
+                Some(bytes) => {
+                    tokio::time::timeout(
+                        APPLY_TIMEOUT,
+                        pchat_wire::Remote(remote.clone()).put(bytes),
+                    )
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable("the mirror did not take a file in time".into())
+                    })??;
+                }
+                None => {
+                    tracing::warn!(%sha, "a posted file is missing here: the mirror goes without it")
+                }
+            }
+        }
+        Ok(())
     }
 
     fn last_committed(&self, db: Db) -> Lsn {

@@ -410,7 +410,7 @@ fn record(db: &Path, h: &BackupHeader, to: &Path) -> Result<(), BackupError> {
 
 /// The uploaded files an `mgc` log record posts (a cheap look first: most
 /// records post none).
-fn posted_files(event: &str) -> Vec<String> {
+pub fn posted_files(event: &str) -> Vec<String> {
     if !event.contains("\"sha256\"") {
         return Vec::new();
     }

@@ -128,6 +128,11 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
             json!({"name": "busy", "category": cat, "privacy": "open"}),
         )
         .await;
+    // A file, in several protocol parts: the mirror gets it with the post.
+    let content: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    let up = super::files::upload(&c, &admin, room, "plan.bin", "file-1", content.clone()).await;
+    assert_eq!(up.status, 201, "{}", up.body);
+    let file_url = up.body["file"]["url"].as_str().unwrap().to_string();
     // Synchronized: the mirror holds what the principal acknowledged.
     let mut synced = false;
     for _ in 0..100 {
@@ -169,7 +174,11 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    exactly_once(&c.history(&admin, room).await, &acked);
+    let history = c.history(&admin, room).await;
+    exactly_once(&history, &acked);
+    let (status, bytes, _) = super::files::download(&c, &admin, &file_url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == content, "the file on the new principal differs");
 
     // The old principal comes back: it must not serve.
     let old = DbServer::start(d1.path(), &principal_addr);
@@ -348,6 +357,10 @@ async fn log_shipping_keeps_the_secondary_close_and_brings_it_online() {
             json!({"name": "shipped", "category": cat, "privacy": "open"}),
         )
         .await;
+    let content = b"shipped with the log".repeat(1000);
+    let up = super::files::upload(&c, &admin, room, "notes.txt", "file-1", content.clone()).await;
+    assert_eq!(up.status, 201, "{}", up.body);
+    let file_url = up.body["file"]["url"].as_str().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, tasks) = posting(&c, &admin, room, 2, Duration::from_millis(5), stop.clone());
     // Measure the lag: how long until the secondary holds what the primary
@@ -447,7 +460,15 @@ async fn log_shipping_keeps_the_secondary_close_and_brings_it_online() {
     let chat2 = Server::start_in(chat2_dir.path(), &refs(&env2));
     let c2 = chat2.client();
     let admin2 = c2.sign_in(ADMIN, ADMIN_PW).await;
-    let history = c2.history(&admin2, room).await;
+    let (status, bytes, _) = super::files::download(&c2, &admin2, &file_url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == content, "the shipped file differs");
+    let history: Vec<Value> = c2
+        .history(&admin2, room)
+        .await
+        .into_iter()
+        .skip(1)
+        .collect();
     let mut in_order = acked.clone();
     in_order.sort_by_key(|(_, seq)| *seq);
     assert!(!history.is_empty());
@@ -464,7 +485,7 @@ async fn log_shipping_keeps_the_secondary_close_and_brings_it_online() {
     );
     assert_eq!(
         seqs(&history),
-        (1..=history.len() as i64).collect::<Vec<_>>()
+        (2..=history.len() as i64 + 1).collect::<Vec<_>>()
     );
 }
 
