@@ -48,9 +48,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     bootstrap_admin(&store, &settings).await?;
 
     let (stop_recorder, recorder_stop) = tokio::sync::watch::channel(false);
-    let recorder = local.as_ref().map(|(_, comp)| {
+    let recorder = local.as_ref().map(|(mgc, comp)| {
         tokio::spawn(compliance::run_recorder(
-            store.clone(),
+            mgc.clone(),
             comp.clone(),
             recorder_stop,
         ))

@@ -4,7 +4,7 @@
 //! both are ONLINE (on a mirror or a log-shipping secondary they are not).
 
 use pchat_engine::{compliance, ChatEngine, ComplianceEngine, DbState, MGCCOMP_FILE, MGC_FILE};
-use pchat_store::{ChatStore, StoreError};
+use pchat_store::StoreError;
 use pchat_wire::message::Db;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -117,8 +117,7 @@ impl Hosted {
             return;
         }
         let (stop, stopped) = watch::channel(false);
-        let mgc: Arc<dyn ChatStore> = self.mgc();
-        let task = tokio::spawn(compliance::run_recorder(mgc, self.comp(), stopped));
+        let task = tokio::spawn(compliance::run_recorder(self.mgc(), self.comp(), stopped));
         if let Ok(mut r) = self.recorder.lock() {
             *r = Some((stop, task));
         }

@@ -175,7 +175,7 @@ fn append(out: &mut std::fs::File, from: &Path) -> std::io::Result<u64> {
     std::io::copy(&mut std::fs::File::open(from)?, out)
 }
 
-fn forks(conn: &Connection) -> rusqlite::Result<Vec<Fork>> {
+pub(crate) fn forks(conn: &Connection) -> rusqlite::Result<Vec<Fork>> {
     let mut stmt =
         conn.prepare("SELECT fork_id, start_lsn, created_at FROM forks ORDER BY start_lsn")?;
     let rows = stmt.query_map([], |r| {

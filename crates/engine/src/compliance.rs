@@ -10,7 +10,9 @@ use crate::internal;
 use crate::machine::{Engine, Machine};
 use pchat_domain::compliance::{records_for, ComplianceRecord};
 use pchat_domain::{LogRecord, Lsn, Timestamp};
-use pchat_store::{BoxFuture, ChatStore, ComplianceStore, RecordQuery, StoreError, StoredRecord};
+use pchat_store::{
+    BoxFuture, ChatStore, ComplianceStore, Fork, RecordQuery, StoreError, StoredRecord,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -21,6 +23,9 @@ pub struct ComplianceMachine;
 /// Record the compliance records of these `mgc` log records (in LSN order).
 pub struct RecordBatch {
     pub records: Vec<Arc<LogRecord>>,
+    /// `mgc`'s fork history as the recorder found it: kept with the cursor,
+    /// so a later recorder sees where a failover rolled `mgc` back.
+    pub forks: Vec<Fork>,
 }
 
 pub enum ComplianceCommand {
@@ -31,6 +36,11 @@ pub enum ComplianceCommand {
         from: i64,
         through: i64,
     },
+    /// `mgc` ends before the cursor (a data-center failover kept less of
+    /// `mgc` than of `mgccomp`): follow the new history from `to`.
+    Rewind {
+        to: Lsn,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +49,16 @@ pub enum ComplianceEvent {
     Recorded {
         through_mgc_lsn: Lsn,
         records: Vec<ComplianceRecord>,
+        /// `mgc`'s fork history, when it differs from the one kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mgc_forks: Option<Vec<Fork>>,
     },
     /// An export job has exported every record up to `through` (a record id).
     Marked { job: String, through: i64 },
+    /// The cursor went back to `to`, starting the next epoch: records of
+    /// the rolled-back `mgc` history stay, under their epoch, and the new
+    /// history's records are kept under the new one.
+    Rewound { to: Lsn },
 }
 
 /// Export job names: 1 to 64 of A-Z, a-z, 0-9, `-`, `_`.
@@ -58,10 +75,12 @@ impl Machine for ComplianceMachine {
     /// Recording: the last `mgc` LSN recorded. Moving a mark: the mark after.
     type Outcome = i64;
 
-    const SCHEMA_VERSION: i64 = 2;
+    const SCHEMA_VERSION: i64 = 3;
     const SCHEMA: &'static str = "
 CREATE TABLE IF NOT EXISTS compliance (
     id INTEGER PRIMARY KEY,
+    -- Which mgc history: bumped when a failover rolls mgc back (Rewound).
+    mgc_epoch INTEGER NOT NULL,
     mgc_lsn INTEGER NOT NULL,
     part INTEGER NOT NULL,
     kind TEXT NOT NULL,
@@ -71,11 +90,14 @@ CREATE TABLE IF NOT EXISTS compliance (
     room_id INTEGER,
     seq INTEGER,
     content TEXT,
-    UNIQUE (mgc_lsn, part)
+    UNIQUE (mgc_epoch, mgc_lsn, part)
 );
 CREATE TABLE IF NOT EXISTS mgc_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    lsn INTEGER NOT NULL
+    lsn INTEGER NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    -- mgc's fork history (JSON) of the records up to lsn.
+    forks TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS export_marks (
     job TEXT PRIMARY KEY,
@@ -93,6 +115,14 @@ CREATE TABLE IF NOT EXISTS export_marks (
             ComplianceCommand::MoveMark { job, from, through } => {
                 return move_mark(conn, job, from, through)
             }
+            ComplianceCommand::Rewind { to } => {
+                let cursor = cursor(conn).map_err(internal)?;
+                return Ok(if to < cursor {
+                    (vec![ComplianceEvent::Rewound { to }], to)
+                } else {
+                    (vec![], cursor)
+                });
+            }
         };
         let cursor = cursor(conn).map_err(internal)?;
         let fresh: Vec<&Arc<LogRecord>> = cmd.records.iter().filter(|r| r.lsn > cursor).collect();
@@ -107,21 +137,32 @@ CREATE TABLE IF NOT EXISTS export_marks (
         }
         let through = fresh.last().map(|r| r.lsn).unwrap_or(cursor);
         let records = fresh.iter().flat_map(|r| records_for(r)).collect();
+        let kept = cursor_forks(conn).map_err(internal)?;
         Ok((
             vec![ComplianceEvent::Recorded {
                 through_mgc_lsn: through,
                 records,
+                mgc_forks: (kept != cmd.forks).then_some(cmd.forks),
             }],
             through,
         ))
     }
 
     fn apply(conn: &Connection, _lsn: Lsn, event: &ComplianceEvent) -> rusqlite::Result<()> {
-        let (through_mgc_lsn, records) = match event {
+        let (through_mgc_lsn, records, mgc_forks) = match event {
             ComplianceEvent::Recorded {
                 through_mgc_lsn,
                 records,
-            } => (through_mgc_lsn, records),
+                mgc_forks,
+            } => (through_mgc_lsn, records, mgc_forks),
+            ComplianceEvent::Rewound { to } => {
+                conn.prepare_cached(
+                    "INSERT INTO mgc_cursor (id, lsn, epoch) VALUES (1, ?1, 1)
+                     ON CONFLICT (id) DO UPDATE SET lsn = excluded.lsn, epoch = epoch + 1",
+                )?
+                .execute([to])?;
+                return Ok(());
+            }
             ComplianceEvent::Marked { job, through } => {
                 conn.prepare_cached(
                     "INSERT INTO export_marks (job, through_id) VALUES (?1, ?2)
@@ -132,8 +173,8 @@ CREATE TABLE IF NOT EXISTS export_marks (
             }
         };
         let mut stmt = conn.prepare_cached(
-            "INSERT INTO compliance (mgc_lsn, part, kind, ts, server, user_id, room_id, seq, content)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO compliance (mgc_epoch, mgc_lsn, part, kind, ts, server, user_id, room_id, seq, content)
+             VALUES ((SELECT coalesce(max(epoch), 0) FROM mgc_cursor), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for r in records {
             stmt.execute(params![
@@ -144,6 +185,12 @@ CREATE TABLE IF NOT EXISTS export_marks (
             "INSERT INTO mgc_cursor (id, lsn) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET lsn = excluded.lsn",
         )?
         .execute([through_mgc_lsn])?;
+        if let Some(forks) = mgc_forks {
+            let text = serde_json::to_string(forks)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            conn.prepare_cached("UPDATE mgc_cursor SET forks = ?1 WHERE id = 1")?
+                .execute([text])?;
+        }
         Ok(())
     }
 }
@@ -184,6 +231,33 @@ fn move_mark(
     Ok((vec![ComplianceEvent::Marked { job, through }], through))
 }
 
+/// `mgc`'s fork history kept with the cursor (empty before any record).
+fn cursor_forks(conn: &Connection) -> rusqlite::Result<Vec<Fork>> {
+    let text: Option<String> = conn
+        .query_row("SELECT forks FROM mgc_cursor WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
+}
+
+/// The last LSN two fork histories of one database share: where the one
+/// recorded and the one now diverge (None: they do not).
+pub fn divergence(recorded: &[Fork], now: &[Fork]) -> Option<Lsn> {
+    let same = recorded
+        .iter()
+        .zip(now)
+        .take_while(|(a, b)| a.fork_id == b.fork_id)
+        .count();
+    let next = |forks: &[Fork]| forks.get(same).map(|f| f.start_lsn - 1);
+    match (next(recorded), next(now)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn cursor(conn: &Connection) -> rusqlite::Result<Lsn> {
     Ok(conn
         .query_row("SELECT lsn FROM mgc_cursor WHERE id = 1", [], |r| r.get(0))
@@ -207,7 +281,7 @@ pub async fn recorded_through(comp: &ComplianceEngine) -> Result<Lsn, StoreError
 /// On an error it logs, waits a second and resumes from its cursor, which is
 /// always safe: the cursor moves only with the records it covers.
 pub async fn run_recorder(
-    mgc: Arc<dyn ChatStore>,
+    mgc: Arc<crate::ChatEngine>,
     comp: Arc<ComplianceEngine>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
@@ -231,11 +305,36 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 const MAX_RECORDS: usize = 5000;
 
 async fn record(
-    mgc: &Arc<dyn ChatStore>,
+    mgc: &Arc<crate::ChatEngine>,
     comp: &Arc<ComplianceEngine>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
-    let from = recorded_through(comp).await?;
+    let mut from = recorded_through(comp).await?;
+    let mgc_last = mgc.engine().identity().await?.last_lsn;
+    let forks = mgc.engine().read(crate::backup::forks).await?;
+    let kept = comp.read(cursor_forks).await?;
+    // Where mgc's history stops being the one recorded: a failover or a
+    // restore rolled it back, and the records past that point describe a
+    // history mgc no longer has. They stay (under their epoch); the new
+    // history is recorded from the divergence, under the next.
+    let keep_to = if kept.is_empty() {
+        mgc_last
+    } else {
+        divergence(&kept, &forks).unwrap_or(Lsn::MAX).min(mgc_last)
+    };
+    if from > keep_to {
+        tracing::warn!(
+            recorded_through = from,
+            keep_to,
+            "mgc's history diverges from the recorded one: recording it again from LSN {keep_to}"
+        );
+        comp.submit(
+            "compliance-recorder",
+            ComplianceCommand::Rewind { to: keep_to },
+        )
+        .await?;
+        from = keep_to;
+    }
     let mut stream = mgc.subscribe(from)?;
     loop {
         if *stop.borrow() {
@@ -259,7 +358,10 @@ async fn record(
         }
         comp.submit(
             "compliance-recorder",
-            ComplianceCommand::Record(RecordBatch { records }),
+            ComplianceCommand::Record(RecordBatch {
+                records,
+                forks: forks.clone(),
+            }),
         )
         .await?;
     }

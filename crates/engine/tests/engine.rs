@@ -247,7 +247,7 @@ async fn compliance_records_every_event_once_across_restarts() {
         let comp = compliance::open(&comp_path).unwrap();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let recorder = tokio::spawn(compliance::run_recorder(
-            store.clone() as Arc<dyn ChatStore>,
+            store.clone(),
             comp.clone(),
             stop_rx,
         ));
@@ -542,4 +542,73 @@ async fn room_model_workload(store: &ChatEngine, room: RoomId) {
         category: empty,
     })
     .await;
+}
+
+/// After a failover to a copy of mgc that ends before what mgccomp
+/// recorded, the recorder keeps the records of the rolled-back history and
+/// records the new history too (under the next epoch), nothing skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_follows_mgc_rolled_back_by_a_failover() {
+    use pchat_engine::backup::{self, Recovery, RestoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let mgc_path = dir.path().join("mgc.db");
+    let comp_path = dir.path().join("mgccomp.db");
+    let store = ChatEngine::open(&mgc_path).unwrap();
+    let room = seed(&store).await;
+    for i in 0..5 {
+        store.submit(post(room, i)).await.unwrap();
+    }
+    store.close();
+    drop(store);
+    let early = dir.path().join("early.bak");
+    backup::full_backup(&mgc_path, None, &early, "", "").unwrap();
+    let record_all = |mgc: Arc<ChatEngine>| {
+        let comp_path = comp_path.clone();
+        async move {
+            let comp = compliance::open(&comp_path).unwrap();
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let recorder =
+                tokio::spawn(compliance::run_recorder(mgc.clone(), comp.clone(), stop_rx));
+            let target = mgc.identity().await.unwrap().last_lsn;
+            for _ in 0..300 {
+                if compliance::recorded_through(&comp).await.unwrap() == target {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(compliance::recorded_through(&comp).await.unwrap(), target);
+            stop_tx.send(true).unwrap();
+            recorder.await.unwrap().unwrap();
+            comp.close();
+        }
+    };
+    // The old history: five more posts, recorded.
+    let store = ChatEngine::open(&mgc_path).unwrap();
+    for i in 5..10 {
+        store.submit(post(room, i)).await.unwrap();
+    }
+    record_all(store.clone()).await;
+    store.close();
+    drop(store);
+    // Failover: mgc is back at the early backup, on a new fork, and goes on.
+    let opts = RestoreOptions {
+        replace: true,
+        recovery: Recovery::Recovery,
+    };
+    backup::restore(&early, &mgc_path, None, opts).unwrap();
+    let store = ChatEngine::open(&mgc_path).unwrap();
+    for i in 100..103 {
+        store.submit(post(room, i)).await.unwrap();
+    }
+    record_all(store.clone()).await;
+    let c = open_connection(&comp_path).unwrap();
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM compliance WHERE kind = 'CHAT' AND mgc_epoch = 0"),
+        10
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM compliance WHERE kind = 'CHAT' AND mgc_epoch = 1"),
+        3
+    );
 }
