@@ -6,6 +6,7 @@ mod config;
 mod db;
 mod dirlock;
 mod serve;
+mod topology;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ enum Cmd {
     /// Database operations: serve, backup, restore, recover, log shipping, mirroring, status.
     #[command(subcommand)]
     Db(db::DbCmd),
+    /// The pool's topology across two data centers (topology.toml).
+    #[command(subcommand)]
+    Topology(topology::TopologyCmd),
     /// Load a running server like real clients do, and verify what it acknowledged.
     Bench(BenchArgs),
 }
@@ -79,27 +83,7 @@ struct BenchArgs {
     json: bool,
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 10s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("'{s}' is not a positive duration"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
+pub(crate) use pchat_dr::parse_duration;
 
 /// Servers and the bench hold one file descriptor per connection: lift the
 /// soft limit to the hard one, and (where allowed, e.g. as root) both to the
@@ -174,6 +158,7 @@ fn main() -> ExitCode {
             Cmd::Serve(args) => serve::run(args).await,
             Cmd::Db(cmd) => db::serve(cmd).await,
             Cmd::Admin(cmd) => admin::run(*cmd).await,
+            Cmd::Topology(cmd) => topology::run(cmd),
             Cmd::Bench(a) => {
                 let (name, password) = a
                     .admin
@@ -223,17 +208,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap().as_secs(), 10);
-        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
-        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
-        assert_eq!(parse_duration("3").unwrap().as_secs(), 3);
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

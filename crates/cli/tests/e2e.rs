@@ -17,4 +17,5 @@ mod e2e {
     pub mod replication;
     pub mod room_model;
     pub mod stream;
+    pub mod topology;
 }
