@@ -297,18 +297,15 @@ async fn connection(
                     let result = match done {
                         None => Ok(serde_json::Value::Null),
                         Some(Err(e)) => Err(e),
-                        Some(Ok((bytes, sha256))) => {
-                            if pchat_store::blobs::sha256_hex(&bytes) != sha256 {
-                                Err(invalid(format!(
-                                    "the upload does not match its SHA-256 {sha256}"
-                                )))
-                            } else {
-                                blobs
-                                    .put(bytes)
-                                    .await
-                                    .map(|sha| serde_json::json!({ "sha256": sha }))
-                            }
-                        }
+                        // Stored under the SHA-256 of what came (content-
+                        // addressed: a wrong claim stores nothing under it).
+                        Some(Ok((bytes, claimed))) => match blobs.put(bytes).await {
+                            Ok(sha) if sha == claimed => Ok(serde_json::json!({ "sha256": sha })),
+                            Ok(sha) => Err(invalid(format!(
+                                "the upload's SHA-256 is {sha}, not {claimed}"
+                            ))),
+                            Err(e) => Err(e),
+                        },
                     };
                     let _ = out.send(ServerMsg::Response { id, result }).await;
                 });

@@ -319,3 +319,38 @@ async fn forced_service_names_the_lsns_the_mirror_lacks() {
     assert_eq!(status["databases"][0]["state"], "ONLINE", "{status}");
     server.shutdown().await;
 }
+
+/// Files in parts: whole and in order they are stored and read back in
+/// parts; a part out of order, bad base64 or a wrong SHA-256 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_travel_in_parts_and_bad_parts_are_refused() {
+    use pchat_store::blobs::{sha256_hex, Blobs};
+    let server = start().await;
+    let remote = Remote(RemoteStore::tool(
+        server.addr.clone(),
+        SECRET.to_vec(),
+        "t".into(),
+    ));
+    let content: Vec<u8> = (0..(pchat_wire::client::FILE_PART * 2 + 17))
+        .map(|i| (i % 241) as u8)
+        .collect();
+    let sha = remote.put(content.clone()).await.unwrap();
+    assert_eq!(sha, sha256_hex(&content));
+    assert_eq!(remote.get(sha).await.unwrap(), Some(content));
+    assert_eq!(remote.get("0".repeat(64)).await.unwrap(), None);
+    let tool = remote.0.clone();
+    let part = |offset: u64, data: &str, last: bool| Request::PutFile {
+        upload: 7,
+        sha256: "1".repeat(64),
+        offset,
+        data: data.into(),
+        last,
+    };
+    let e = tool.call(part(5, "aGVsbG8=", false)).await.unwrap_err();
+    assert!(e.to_string().contains("does not follow"), "{e}");
+    let e = tool.call(part(0, "not base64!", false)).await.unwrap_err();
+    assert!(e.to_string().contains("not base64"), "{e}");
+    let e = tool.call(part(0, "aGVsbG8=", true)).await.unwrap_err();
+    assert!(e.to_string().contains("not 1111"), "{e}");
+    server.shutdown().await;
+}
