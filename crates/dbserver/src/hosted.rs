@@ -112,8 +112,8 @@ impl Hosted {
 
     /// Starts the recorder when both databases are ONLINE.
     fn start_recorder(&self) {
-        let online = |db| matches!(self.state(db), Ok(DbState::Online));
-        if !(online(Db::Mgc) && online(Db::Mgccomp)) {
+        let both = self.states.lock().map(|s| *s).unwrap_or([DbState::Offline; 2]);
+        if both != [DbState::Online; 2] {
             return;
         }
         let (stop, stopped) = watch::channel(false);
