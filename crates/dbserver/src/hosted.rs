@@ -112,7 +112,11 @@ impl Hosted {
 
     /// Starts the recorder when both databases are ONLINE.
     fn start_recorder(&self) {
-        let both = self.states.lock().map(|s| *s).unwrap_or([DbState::Offline; 2]);
+        let both = self
+            .states
+            .lock()
+            .map(|s| *s)
+            .unwrap_or([DbState::Offline; 2]);
         if both != [DbState::Online; 2] {
             return;
         }
