@@ -515,7 +515,10 @@ fn copy_once(config: &LogshipSecondary) -> Result<Option<(String, Lsn)>, String>
         if target.exists() {
             continue;
         }
-        let tmp = to.join(format!(".{name}.copying"));
+        // A name of its own: `logship run` and the job may copy at once.
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = to.join(format!(".{name}.copying-{n}"));
         let copied = (|| -> std::io::Result<()> {
             std::fs::copy(share.join(&name), &tmp)?;
             std::fs::File::open(&tmp)?.sync_all()?;
@@ -524,6 +527,13 @@ fn copy_once(config: &LogshipSecondary) -> Result<Option<(String, Lsn)>, String>
         })();
         if let Err(e) = copied {
             let _ = std::fs::remove_file(&tmp);
+            // Copied by the other meanwhile, or cleaned from the share
+            // (covered by a full backup): nothing is missing.
+            if target.exists()
+                || e.kind() == std::io::ErrorKind::NotFound && !share.join(&name).exists()
+            {
+                continue;
+            }
             return Err(format!("copying {name}: {e}"));
         }
         let lsn = backup::read_header(&target)
