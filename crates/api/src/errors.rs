@@ -50,6 +50,7 @@ error_codes! {
     Unavailable => "unavailable", 503, "The database cannot take work now; retry (posts with the same client_msg_id).";
     ComplianceUnavailable => "compliance_unavailable", 503, "This server has no compliance database to read; ask one that runs the recorder.";
     ShuttingDown => "shutting_down", 503, "The server is shutting down; reconnect and retry.";
+    ServerInactive => "server_inactive", 503, "This chat server is not active in the pool (or cannot learn the pool configuration); GET /api/v1/pool names the active servers: connect to one of them.";
     Internal => "internal", 500, "An unexpected error; see the server log.";
 }
 

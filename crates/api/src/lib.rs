@@ -621,9 +621,40 @@ pub enum ServerFrame {
         room: RoomId,
         until: Timestamp,
     },
-    /// The server is shutting down; reconnect (to it or another active
-    /// server) and resume from your cursors.
+    /// The server is shutting down or no longer active in the pool;
+    /// reconnect (to it or one of `active_servers`) and resume from your
+    /// cursors, re-sending unacknowledged posts with their `client_msg_id`.
     GoingAway {
         reason: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        active_servers: Vec<ActiveServerView>,
     },
+}
+
+/// `GET /api/v1/pool`: whether this chat server serves, and where the
+/// active servers are. Answered by every chat server, active or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolView {
+    pub pool: String,
+    pub server: String,
+    pub data_center: String,
+    /// Whether this server takes clients and writes now.
+    pub serving: bool,
+    /// Why not, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The pool configuration version this server follows (0: a server
+    /// outside any pool topology, which always serves).
+    pub version: u64,
+    /// `normal` or `failed-over`.
+    pub state: String,
+    pub active_servers: Vec<ActiveServerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveServerView {
+    pub name: String,
+    pub data_center: String,
+    /// Base URL for clients, e.g. `http://10.0.1.11:8080`.
+    pub url: String,
 }

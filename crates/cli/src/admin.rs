@@ -110,6 +110,20 @@ pub enum AdminCmd {
         #[arg(long)]
         description: Option<String>,
     },
+    /// The active server list (Set-CsPersistentChatActiveServer): only
+    /// active servers take clients and write. Kept on the topology's
+    /// database servers.
+    #[command(subcommand)]
+    ActiveServers(crate::pool::ActiveServersCmd),
+    /// The pool state (Get-/Set-CsPersistentChatState): normal uses the
+    /// primary databases, failed-over the backup ones. Without a state it
+    /// prints the pool configuration.
+    PoolState {
+        #[arg(value_enum)]
+        state: Option<crate::pool::StateArg>,
+        #[command(flatten)]
+        target: crate::pool::PoolTarget,
+    },
     /// Groups: named sets of users and groups (New/Set/Get/Remove).
     #[command(subcommand)]
     Group(GroupCmd),
@@ -639,6 +653,8 @@ pub async fn run(cmd: AdminCmd) -> anyhow::Result<()> {
                     .join("\n")
             })
         }
+        AdminCmd::ActiveServers(cmd) => crate::pool::run_active_servers(cmd).await,
+        AdminCmd::PoolState { state, target } => crate::pool::run_pool_state(state, target).await,
         AdminCmd::Group(cmd) => run_group(cmd).await,
         AdminCmd::Category(cmd) => run_category(cmd).await,
         AdminCmd::Room(cmd) => run_room(cmd).await,

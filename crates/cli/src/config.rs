@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// A file holding the cluster secret (else PCHAT_CLUSTER_SECRET).
     #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Serve as a chat server of this pool topology (topology.toml): the
+    /// server name, pool, data center and listen address come from it, and
+    /// the server follows the pool configuration (active servers, pool
+    /// state) kept on its database servers.
+    #[arg(long, env = "PCHAT_TOPOLOGY", conflicts_with = "database")]
+    pub topology: Option<PathBuf>,
 }
 
 /// The cluster secret: from the file if given, else PCHAT_CLUSTER_SECRET;
@@ -77,6 +83,7 @@ struct FileConfig {
     drain_timeout_secs: Option<u64>,
     database: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    topology: Option<PathBuf>,
 }
 
 /// The settings in force.
@@ -88,6 +95,9 @@ pub struct Settings {
     /// Database server addresses (the server, then its failover partner),
     /// with the cluster secret; None: the embedded databases.
     pub database: Option<(Vec<String>, Vec<u8>)>,
+    /// The pool topology this server follows (its databases then come from
+    /// the pool state).
+    pub topology: Option<pchat_dr::Topology>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -126,9 +136,30 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         }
         Ok(v)
     };
+    let topology = match args.topology.or(file.topology) {
+        None => None,
+        Some(path) => Some(crate::topology::load(&path)?),
+    };
+    // In a topology, the server's name picks its entry there.
+    let server_name = pick(args.server_name, file.server_name, defaults.server_name)?;
+    let me = match &topology {
+        None => None,
+        Some(t) => Some(
+            t.chat_servers
+                .iter()
+                .find(|c| c.name == server_name)
+                .with_context(|| {
+                    format!(
+                        "{server_name} is not a chat server of pool {} (set --server-name)",
+                        t.pool
+                    )
+                })?,
+        ),
+    };
     let listen = args
         .listen
         .or(file.listen)
+        .or(me.map(|c| c.client.clone()))
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     listen
         .parse::<std::net::SocketAddr>()
@@ -137,9 +168,23 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("pchat-data"));
-    let database = match args.database.or(file.database) {
-        None => None,
-        Some(list) => {
+    let database = match (args.database.or(file.database), &topology) {
+        (None, Some(t)) => {
+            let secret = cluster_secret(
+                args.cluster_secret_file
+                    .as_deref()
+                    .or(file.cluster_secret_file.as_deref()),
+            )?;
+            // Where Normal points; the pool state decides once it is read.
+            let addrs = t
+                .serving_databases(pchat_dr::PoolState::Normal)
+                .iter()
+                .map(|d| d.address.clone())
+                .collect();
+            Some((addrs, secret))
+        }
+        (None, None) => None,
+        (Some(list), _) => {
             let addrs: Vec<String> = list
                 .split(',')
                 .map(|a| a.trim().to_string())
@@ -156,14 +201,21 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
             Some((addrs, secret))
         }
     };
+    let (pool, data_center) = match (&topology, me) {
+        (Some(t), Some(c)) => (t.pool.clone(), c.data_center.clone()),
+        _ => (
+            pick(args.pool, file.pool, defaults.pool)?,
+            pick(args.data_center, file.data_center, defaults.data_center)?,
+        ),
+    };
     Ok(Settings {
         database,
         listen,
         data_dir,
         server: pchat_server::Config {
-            server_name: pick(args.server_name, file.server_name, defaults.server_name)?,
-            pool: pick(args.pool, file.pool, defaults.pool)?,
-            data_center: pick(args.data_center, file.data_center, defaults.data_center)?,
+            server_name,
+            pool,
+            data_center,
             default_history,
             max_connections,
             drain_timeout: std::time::Duration::from_secs(
@@ -174,6 +226,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
             // Set by `serve`: next to mgc, wherever it is.
             files: None,
         },
+        topology,
     })
 }
 

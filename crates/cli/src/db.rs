@@ -6,7 +6,7 @@
 //! taken while `pchat serve` runs there, a restore needs the directory to
 //! itself). Log shipping and mirroring (`replication`) need servers.
 
-mod replication;
+pub(crate) mod replication;
 
 use anyhow::{bail, Context};
 use pchat_engine::backup::{self, BackupError, Recovery, RestoreOptions};
@@ -21,11 +21,18 @@ pub enum DbCmd {
     Serve {
         #[arg(long, env = "PCHAT_DATA_DIR")]
         data_dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:5433")]
-        listen: String,
+        /// Where to listen (default: the address the topology gives this
+        /// server, else 127.0.0.1:5433).
+        #[arg(long)]
+        listen: Option<String>,
         /// This database server's name.
         #[arg(long, default_value = "db1")]
         name: String,
+        /// The pool's topology.toml, when this server is one of its database
+        /// servers: it then keeps the pool configuration in step with its
+        /// peers and takes writes only in the pool state its role serves.
+        #[arg(long)]
+        topology: Option<PathBuf>,
         /// Serve `/metrics` (Prometheus) and `/healthz` over HTTP here.
         #[arg(long)]
         metrics_listen: Option<String>,
@@ -220,6 +227,7 @@ pub async fn serve(cmd: DbCmd) -> anyhow::Result<()> {
         data_dir,
         listen,
         name,
+        topology,
         metrics_listen,
         cluster_secret_file,
     } = cmd
@@ -227,6 +235,17 @@ pub async fn serve(cmd: DbCmd) -> anyhow::Result<()> {
         return tokio::task::spawn_blocking(move || run(cmd)).await?;
     };
     let secret = crate::config::cluster_secret(cluster_secret_file.as_deref())?;
+    let topology = topology.as_deref().map(crate::topology::load).transpose()?;
+    let listen = match (listen, &topology) {
+        (Some(l), _) => l,
+        (None, Some(t)) => t
+            .database_servers
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.address.clone())
+            .with_context(|| format!("{name} is not a database server of the topology"))?,
+        (None, None) => "127.0.0.1:5433".into(),
+    };
     let _owner = crate::dirlock::lock(&data_dir, "pchat db serve")?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -255,6 +274,7 @@ pub async fn serve(cmd: DbCmd) -> anyhow::Result<()> {
             name,
             data_dir,
             secret,
+            topology,
         },
         stopped,
     )

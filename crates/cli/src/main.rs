@@ -5,6 +5,9 @@ mod admin;
 mod config;
 mod db;
 mod dirlock;
+mod follow;
+mod lab;
+mod pool;
 mod serve;
 mod topology;
 
@@ -37,6 +40,10 @@ enum Cmd {
     Topology(topology::TopologyCmd),
     /// Load a running server like real clients do, and verify what it acknowledged.
     Bench(BenchArgs),
+    /// A whole pool across two data centers as local processes (up, down,
+    /// status, kill-dc, rebuild-dc).
+    #[command(subcommand)]
+    Lab(lab::LabCmd),
 }
 
 #[derive(clap::Args)]
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
             Cmd::Db(cmd) => db::serve(cmd).await,
             Cmd::Admin(cmd) => admin::run(*cmd).await,
             Cmd::Topology(cmd) => topology::run(cmd),
+            Cmd::Lab(cmd) => tokio::task::spawn_blocking(move || lab::run(cmd)).await?,
             Cmd::Bench(a) => {
                 let (name, password) = a
                     .admin

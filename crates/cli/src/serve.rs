@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Uploads live next to mgc (on the database server when it is remote),
     // so its backups, log shipping and mirroring carry them.
     let mut settings = settings;
+    let mut remote_store = None;
     let (store, comp_store, local): (Arc<dyn ChatStore>, Arc<dyn ComplianceStore>, _) =
         match &settings.database {
             Some((addrs, secret)) => {
@@ -30,6 +31,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     secret.clone(),
                     settings.server.server_name.clone(),
                 ));
+                remote_store = Some((remote.0.clone(), secret.clone()));
                 settings.server.files = Some(Arc::new(remote.clone()));
                 (Arc::new(remote.clone()), Arc::new(remote), None)
             }
@@ -45,7 +47,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
 
-    bootstrap_admin(&store, &settings).await?;
+    if settings.topology.is_none() {
+        bootstrap_admin(&store, &settings.server.server_name, &settings.data_dir).await?;
+    }
 
     let (stop_recorder, recorder_stop) = tokio::sync::watch::channel(false);
     let recorder = local.as_ref().map(|(mgc, comp)| {
@@ -60,20 +64,55 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let identity = store.identity().await?;
-    tracing::info!(
-        %addr,
-        server = %settings.server.server_name,
-        data_dir = %settings.data_dir.display(),
-        family = %identity.family_id,
-        last_lsn = identity.last_lsn,
-        "pchat listening"
-    );
+    let topology = settings.topology.take();
+    if topology.is_none() {
+        let identity = store.identity().await?;
+        tracing::info!(
+            %addr,
+            server = %settings.server.server_name,
+            data_dir = %settings.data_dir.display(),
+            family = %identity.family_id,
+            last_lsn = identity.last_lsn,
+            "pchat listening"
+        );
+    }
     // One line on stdout that scripts and tests can wait for.
     println!("pchat listening on http://{addr}");
 
+    let server_name = settings.server.server_name.clone();
     let state =
         pchat_server::AppState::with_compliance(store.clone(), Some(comp_store), settings.server);
+    if let (Some(topology), Some((remote, secret))) = (topology, remote_store) {
+        // Serves nothing until it has read the pool configuration.
+        let mut view = state.pool();
+        view.serving = false;
+        view.version = 0;
+        view.state = "unknown".into();
+        view.reason = Some(format!(
+            "server inactive: {server_name} has not yet read the pool configuration"
+        ));
+        state.set_pool(view);
+        tokio::spawn(crate::follow::follow(
+            state.clone(),
+            remote,
+            topology,
+            secret,
+        ));
+        let (store, data_dir) = (store.clone(), settings.data_dir.clone());
+        tokio::spawn(async move {
+            // Any active server may create the first administrator; retried
+            // until one has (an inactive one is fenced meanwhile).
+            loop {
+                match bootstrap_admin(&store, &server_name, &data_dir).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "bootstrap administrator not created yet")
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
     pchat_server::serve(listener, state, shutdown_signal()).await?;
 
     if let (Some((mgc, comp)), Some(recorder)) = (local, recorder) {
@@ -102,7 +141,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn bootstrap_admin(
     store: &Arc<dyn ChatStore>,
-    settings: &config::Settings,
+    server_name: &str,
+    data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     if store.user_count().await? > 0 {
         return Ok(());
@@ -123,7 +163,7 @@ async fn bootstrap_admin(
             };
             store
                 .submit(Envelope {
-                    origin: settings.server.server_name.clone(),
+                    origin: server_name.to_string(),
                     command,
                 })
                 .await
@@ -138,7 +178,7 @@ async fn bootstrap_admin(
                 "No user exists yet. Create the first administrator with:\n  \
                  pchat admin create-user --data-dir {} --name admin --admin\n\
                  or start the server with PCHAT_BOOTSTRAP_ADMIN=name:password.",
-                settings.data_dir.display()
+                data_dir.display()
             );
         }
     }

@@ -15,6 +15,27 @@ pub enum TopologyCmd {
     },
 }
 
+/// A topology that passes every check, or an error naming each mistake.
+pub fn load(file: &std::path::Path) -> anyhow::Result<Topology> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let t = Topology::parse(&text)
+        .map_err(|m| anyhow::anyhow!("{}: {}: {}", file.display(), m.code, m.message))?;
+    let mistakes = t.check();
+    if !mistakes.is_empty() {
+        let list: Vec<String> = mistakes
+            .iter()
+            .map(|m| format!("{}: {}", m.code, m.message))
+            .collect();
+        bail!(
+            "{} is not a usable topology (pchat topology check explains): {}",
+            file.display(),
+            list.join("; ")
+        );
+    }
+    Ok(t)
+}
+
 pub fn run(cmd: TopologyCmd) -> anyhow::Result<()> {
     let TopologyCmd::Check { file, json } = cmd;
     let text = std::fs::read_to_string(&file)

@@ -14,6 +14,7 @@ mod e2e {
     pub mod dbserver;
     pub mod files;
     pub mod fuzz;
+    pub mod pool;
     pub mod replication;
     pub mod room_model;
     pub mod stream;

@@ -11,12 +11,14 @@
 //!
 //! Besides serving, a database server restores its databases in place
 //! (`hosted`), ships their log to a secondary (`logship`) and mirrors them
-//! to a partner (`mirror`).
+//! to a partner (`mirror`), and keeps a copy of the pool configuration that
+//! fences chat servers (`pool`).
 
 mod hosted;
 mod logship;
 mod metrics;
 mod mirror;
+mod pool;
 
 use hosted::{db_name, Hosted};
 use logship::Logship;
@@ -28,6 +30,7 @@ use pchat_store::{ChatStore, ComplianceStore, StoreError};
 use pchat_wire::frame::{self, FrameError};
 use pchat_wire::message::*;
 use pchat_wire::{auth, PROTOCOL_VERSION};
+use pool::Pool;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +42,9 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub secret: Vec<u8>,
+    /// The pool's topology, when this server is one of its database servers
+    /// (`name` is its name there).
+    pub topology: Option<pchat_dr::Topology>,
 }
 
 /// What one server runs: its databases and their roles.
@@ -46,6 +52,7 @@ pub(crate) struct Node {
     hosted: Arc<Hosted>,
     logship: Arc<Logship>,
     mirroring: Arc<Mirroring>,
+    pool: Arc<Pool>,
     config: Config,
 }
 
@@ -81,7 +88,12 @@ pub async fn serve_with_metrics(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let hosted = Hosted::open(&config.data_dir)?;
+    let place = config.topology.as_ref().map(|t| (t, config.name.as_str()));
+    let pool = Pool::open(&config.data_dir, place)?;
+    pool.clone()
+        .gossip(config.secret.clone(), config.name.clone());
     let node = Arc::new(Node {
+        pool,
         logship: Logship::start(hosted.clone()),
         mirroring: Mirroring::start(hosted.clone(), config.secret.clone(), config.name.clone()),
         hosted,
@@ -221,7 +233,11 @@ async fn connection(
         };
         match req {
             Request::Submit { envelope } => {
-                if let Some(why) = node.mirroring.refusal(Db::Mgc) {
+                let refusal = node
+                    .pool
+                    .refusal(&client)
+                    .or_else(|| node.mirroring.refusal(Db::Mgc));
+                if let Some(why) = refusal {
                     let _ = out
                         .send(response::<()>(id, Err(StoreError::Unavailable(why))))
                         .await;
@@ -370,6 +386,7 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
         "server": node.config.name,
         "databases": dbs,
         "logship": node.logship.status()?,
+        "pool": node.pool.get(),
     }))
 }
 
@@ -539,6 +556,8 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
         }
         Request::LogshipRemove { db } => node.logship.remove(db),
         Request::LogshipStatus => node.logship.status(),
+        Request::PoolGet => Ok(node.pool.get()),
+        Request::PoolPut { config } => node.pool.put(config),
         Request::LogshipRun { db } => node.logship.run_now(db).await,
         Request::MirrorSet {
             db,

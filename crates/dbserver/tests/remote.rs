@@ -29,6 +29,7 @@ async fn start() -> TestServer {
             name: "db1".into(),
             data_dir: dir.path().to_path_buf(),
             secret: SECRET.to_vec(),
+            topology: None,
         },
         stopped,
     ));

@@ -1,11 +1,15 @@
 //! Disaster recovery for a pchat pool across two data centers: the
 //! published topology (`topology.toml`, Lync's Topology Builder) and its
-//! checks. Pool state and the failover and failback runbooks come next.
+//! checks, and the pool configuration (active servers and pool state) that
+//! database servers keep and chat servers obey. The failover and failback
+//! runbooks come next.
 //!
 //! No IO here beyond what the caller hands in: the CLI reads the file.
 
+pub mod pool;
 pub mod topology;
 
+pub use pool::{Change, PoolConfig, PoolState};
 pub use topology::{Mistake, Topology};
 
 /// A duration like `500ms`, `10s`, `2m` or `1h` (a bare number is seconds).

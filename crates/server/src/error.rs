@@ -72,6 +72,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Domain(d) => d.into(),
+            // The database server fences this chat server: it is not active
+            // in the newest pool configuration there.
+            StoreError::Unavailable(m) if m.starts_with("fenced") => {
+                ApiError::new(ErrorCode::ServerInactive, m)
+            }
             StoreError::Unavailable(m) => ApiError::new(ErrorCode::Unavailable, m),
             StoreError::Internal(m) => ApiError::new(ErrorCode::Internal, m),
         }

@@ -188,8 +188,9 @@ impl Hub {
 /// connections fill any gap from history anyway).
 pub async fn run(state: Arc<AppState>) {
     let mut last: Option<Lsn> = None;
+    let mut fork: Option<String> = None;
     loop {
-        match follow(&state, &mut last).await {
+        match follow(&state, &mut last, &mut fork).await {
             Ok(()) => return,
             Err(e) => {
                 state.hub.following.store(false, Ordering::Release);
@@ -200,11 +201,30 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-async fn follow(state: &Arc<AppState>, last: &mut Option<Lsn>) -> Result<(), StoreError> {
+async fn follow(
+    state: &Arc<AppState>,
+    last: &mut Option<Lsn>,
+    fork: &mut Option<String>,
+) -> Result<(), StoreError> {
+    let id = state.store.identity().await?;
     let from = match *last {
+        // The same history: go on where the hub stopped.
+        Some(lsn) if fork.as_deref() == Some(id.fork_id.as_str()) => lsn,
+        // Another fork (a failover): what the hub saw past its end is not
+        // in it; follow from its end.
+        Some(lsn) if lsn > id.last_lsn => {
+            tracing::warn!(
+                fork = %id.fork_id,
+                from = lsn,
+                to = id.last_lsn,
+                "hub: the database is on another fork that ends before what the hub saw"
+            );
+            id.last_lsn
+        }
         Some(lsn) => lsn,
-        None => state.store.identity().await?.last_lsn,
+        None => id.last_lsn,
     };
+    *fork = Some(id.fork_id);
     let mut log = state.store.subscribe(from)?;
     *last = Some(from);
     state.hub.following.store(true, Ordering::Release);

@@ -76,6 +76,9 @@ pub struct AppState {
     pub names: views::NameCache,
     pub hub: Arc<hub::Hub>,
     pub metrics: Arc<metrics::Metrics>,
+    /// This server's place in the pool: set by whoever follows the pool
+    /// configuration; a server outside any topology always serves.
+    pool: watch::Sender<pchat_api::PoolView>,
     shutdown: watch::Sender<bool>,
     ready: AtomicBool,
     /// Each WebSocket connection holds a clone; shutdown waits until all are dropped.
@@ -95,7 +98,18 @@ impl AppState {
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         let (open, closed) = mpsc::channel(1);
+        let (pool, _) = watch::channel(pchat_api::PoolView {
+            pool: config.pool.clone(),
+            server: config.server_name.clone(),
+            data_center: config.data_center.clone(),
+            serving: true,
+            reason: None,
+            version: 0,
+            state: "normal".into(),
+            active_servers: Vec::new(),
+        });
         Arc::new(AppState {
+            pool,
             names: views::NameCache::new(store.clone()),
             store,
             compliance,
@@ -148,7 +162,29 @@ impl AppState {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.hub.is_following() && !*self.shutdown.borrow()
+        self.ready.load(Ordering::Relaxed)
+            && self.hub.is_following()
+            && !*self.shutdown.borrow()
+            && self.pool.borrow().serving
+    }
+
+    /// Where this server stands in the pool now.
+    pub fn pool(&self) -> pchat_api::PoolView {
+        self.pool.borrow().clone()
+    }
+
+    /// A new pool view: an inactive server refuses new requests at once,
+    /// and its WebSocket clients are told to go to an active server.
+    pub fn set_pool(&self, view: pchat_api::PoolView) {
+        self.pool.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
+    }
+
+    pub fn pool_watch(&self) -> watch::Receiver<pchat_api::PoolView> {
+        self.pool.subscribe()
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

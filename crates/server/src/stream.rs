@@ -120,10 +120,13 @@ impl Connection {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut shutdown = self.state.shutdown_signal();
         let mut closing = *shutdown.borrow();
+        let mut pool = self.state.pool_watch();
+        let mut reason = String::from("server shutting down");
         loop {
             if closing && pending.is_empty() {
                 let bye = ServerFrame::GoingAway {
-                    reason: "server shutting down".into(),
+                    reason: reason.clone(),
+                    active_servers: self.state.pool().active_servers,
                 };
                 let _ = self.send(&mut sink, &bye).await;
                 let _ = sink
@@ -137,6 +140,17 @@ impl Connection {
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.changed(), if !closing => { closing = true; Ok(Flow::Continue) }
+                // No longer active: the pending posts get their answers (the
+                // database server fences them if they are too late), then the
+                // client is sent to an active server.
+                _ = pool.changed(), if !closing => {
+                    let view = pool.borrow_and_update().clone();
+                    if !view.serving {
+                        closing = true;
+                        reason = view.reason.unwrap_or_else(|| "server inactive".into());
+                    }
+                    Ok(Flow::Continue)
+                }
                 Some((cmid, room, started, result)) = pending.next(), if !pending.is_empty() => {
                     self.ack(&mut sink, cmid, room, started, result).await
                 }

@@ -36,6 +36,9 @@ struct Link {
     pending: Pending,
     subs: Subs,
     server: String,
+    addr: String,
+    /// Ends the connection now (the store moved to other database servers).
+    close: Arc<tokio::sync::Notify>,
 }
 
 impl Link {
@@ -46,7 +49,7 @@ impl Link {
 
 pub struct RemoteStore {
     /// The database server, then its failover partner.
-    addrs: Vec<String>,
+    addrs: Mutex<Vec<String>>,
     secret: Vec<u8>,
     client: String,
     /// Connect only to a server whose `mgc` is ONLINE and serving (a chat
@@ -84,7 +87,7 @@ impl RemoteStore {
         principal_only: bool,
     ) -> Arc<RemoteStore> {
         Arc::new(RemoteStore {
-            addrs,
+            addrs: Mutex::new(addrs),
             secret,
             client,
             principal_only,
@@ -93,6 +96,33 @@ impl RemoteStore {
             next_id: AtomicU64::new(1),
             metrics: Arc::new(StoreMetrics::default()),
         })
+    }
+
+    /// Moves the store to other database servers (the pool changed state):
+    /// a connection to a server not in `addrs` ends now, failing what waits
+    /// on it as `unavailable` and ending its subscriptions, and the next
+    /// request connects to the new ones.
+    pub fn set_addresses(&self, addrs: Vec<String>) {
+        if let Ok(mut a) = self.addrs.lock() {
+            if *a == addrs {
+                return;
+            }
+            *a = addrs.clone();
+        }
+        let old = self
+            .link
+            .lock()
+            .ok()
+            .and_then(|mut l| l.take_if(|l| !addrs.contains(&l.addr)));
+        if let Some(l) = old {
+            l.alive.store(false, Ordering::SeqCst);
+            l.close.notify_one();
+        }
+    }
+
+    /// The addresses the store connects to.
+    pub fn addresses(&self) -> Vec<String> {
+        self.addrs.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// The server of the current connection, if any.
@@ -117,7 +147,8 @@ impl RemoteStore {
             return Ok(l);
         }
         let mut last = String::from("no database server address");
-        for addr in &self.addrs {
+        let addrs = self.addrs.lock().map(|a| a.clone()).unwrap_or_default();
+        for addr in &addrs {
             let linked = match connect(addr, &self.secret, &self.client).await {
                 Ok(l) if self.principal_only => serves(l).await,
                 other => other,
@@ -313,6 +344,7 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
     let pending: Pending = Arc::default();
     let subs: Subs = Arc::default();
     let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let close = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(async move {
         while let Some(msg) = queue.recv().await {
             if let Err(e) = frame::write(&mut w, &msg).await {
@@ -323,14 +355,18 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
     });
     {
         let (pending, subs, alive) = (pending.clone(), subs.clone(), alive.clone());
-        let out = out.clone();
+        let (out, close) = (out.clone(), close.clone());
         tokio::spawn(async move {
             let why = loop {
                 let idle = pending.lock().map(|p| p.is_empty()).unwrap_or(true);
                 if !alive.load(Ordering::SeqCst) && idle {
                     break "the database went out of service on this server".to_string();
                 }
-                match frame::read::<ServerMsg>(&mut r).await {
+                let read = tokio::select! {
+                    m = frame::read::<ServerMsg>(&mut r) => m,
+                    _ = close.notified() => break "the pool moved to other database servers".to_string(),
+                };
+                match read {
                     Ok(ServerMsg::Response { id, result }) => {
                         if matches!(result, Err(StoreError::Unavailable(_))) {
                             // The database went out of service here (closing,
@@ -419,6 +455,8 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
         pending,
         subs,
         server,
+        addr: addr.to_string(),
+        close,
     })
 }
 

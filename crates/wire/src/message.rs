@@ -192,6 +192,15 @@ pub enum Request {
         /// The principal's last committed LSN (what a forced service may lose).
         principal_lsn: Lsn,
     },
+    /// The pool configuration this server holds: `{config, confirmed}`
+    /// (config null when it holds none).
+    PoolGet,
+    /// A pool configuration, kept when newer than the one held (an equal
+    /// version with other content is refused: two changes raced). Answers
+    /// what `PoolGet` answers, after.
+    PoolPut {
+        config: pchat_dr::PoolConfig,
+    },
 }
 
 /// Log shipping's backup job, on the primary.

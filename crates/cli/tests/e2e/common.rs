@@ -66,6 +66,16 @@ impl Server {
         }
     }
 
+    /// A server started elsewhere, printing its URL already read.
+    pub fn attach(child: Child, url: String, data_dir: &Path) -> Server {
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            _dir: None,
+        }
+    }
+
     /// SIGKILL: the process gets no chance to finish anything.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();

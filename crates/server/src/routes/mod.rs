@@ -80,7 +80,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/search", get(search::search))
         .route("/stream", get(crate::stream::upgrade))
-        .route("/openapi.json", get(ops::openapi));
+        .route("/pool", get(ops::pool))
+        .route("/openapi.json", get(ops::openapi))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
@@ -90,6 +92,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
+}
+
+/// An inactive server (or one that cannot learn the pool configuration)
+/// refuses every API request but the pool's own and the OpenAPI document.
+async fn gate(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    if path.ends_with("/pool") || path.ends_with("/openapi.json") {
+        return next.run(req).await;
+    }
+    let view = state.pool();
+    if view.serving {
+        return next.run(req).await;
+    }
+    let mut message = view.reason.unwrap_or_else(|| "server inactive".to_string());
+    let active: Vec<String> = view.active_servers.iter().map(|a| a.url.clone()).collect();
+    if !active.is_empty() {
+        message.push_str(&format!("; active servers: {}", active.join(", ")));
+    }
+    ApiError::new(ErrorCode::ServerInactive, message).into_response()
 }
 
 async fn not_found() -> ApiError {

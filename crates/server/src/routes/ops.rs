@@ -22,6 +22,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "pool": state.config.pool,
         "data_center": state.config.data_center,
         "database": db.as_ref().ok(),
+        "pool": state.pool(),
         "error": db.as_ref().err().map(|e| e.to_string()),
     });
     let status = if ready {
@@ -30,6 +31,13 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// `GET /api/v1/pool`: whether this server serves and where the active
+/// servers are (answered by inactive servers too: it is how clients find
+/// an active one).
+pub async fn pool(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(state.pool())
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
