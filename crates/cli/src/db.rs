@@ -184,7 +184,7 @@ impl At {
 type Fut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>> + Send>>;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Database {
+pub(crate) enum Database {
     Mgc,
     Mgccomp,
 }
@@ -200,7 +200,14 @@ impl Database {
     fn files(self, dir: &Path) -> Option<PathBuf> {
         (self == Database::Mgc).then(|| dir.join(FILES_DIR))
     }
-    fn wire(self) -> pchat_wire::message::Db {
+    /// The database's name: `mgc` or `mgccomp`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Database::Mgc => "mgc",
+            Database::Mgccomp => "mgccomp",
+        }
+    }
+    pub(crate) fn wire(self) -> pchat_wire::message::Db {
         match self {
             Database::Mgc => pchat_wire::message::Db::Mgc,
             Database::Mgccomp => pchat_wire::message::Db::Mgccomp,

@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod db;
 mod dirlock;
+mod dr;
 mod follow;
 mod lab;
 mod pool;
@@ -44,6 +45,11 @@ enum Cmd {
     /// status, kill-dc, rebuild-dc).
     #[command(subcommand)]
     Lab(lab::LabCmd),
+    /// The runbooks: failover, failback and switchover of the pool between
+    /// its data centers, each one command with a plan, checks, progress,
+    /// resume and verification.
+    #[command(subcommand)]
+    Dr(dr::DrCmd),
 }
 
 #[derive(clap::Args)]
@@ -166,6 +172,7 @@ fn main() -> ExitCode {
             Cmd::Db(cmd) => db::serve(cmd).await,
             Cmd::Admin(cmd) => admin::run(*cmd).await,
             Cmd::Topology(cmd) => topology::run(cmd),
+            Cmd::Dr(cmd) => dr::run(cmd).await,
             Cmd::Lab(cmd) => tokio::task::spawn_blocking(move || lab::run(cmd)).await?,
             Cmd::Bench(a) => {
                 let (name, password) = a

@@ -363,6 +363,23 @@ async fn connection(
     result
 }
 
+/// The pool configuration held here, with this server's databases (last
+/// LSN, fork, state: what peers remember of it).
+fn pool_get(node: &Node) -> serde_json::Value {
+    let mut v = node.pool.get();
+    let mut dbs = serde_json::Map::new();
+    for db in [Db::Mgc, Db::Mgccomp] {
+        if let Ok((id, state)) = node.hosted.read(db) {
+            dbs.insert(
+                id.name.clone(),
+                serde_json::json!({ "last_lsn": id.last_lsn, "fork_id": id.fork_id, "family_id": id.family_id, "state": state }),
+            );
+        }
+    }
+    v["databases"] = serde_json::Value::Object(dbs);
+    v
+}
+
 /// Every hosted database: state, identity, fork history, mirroring and
 /// log-shipping role, and whether it serves commands now.
 async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
@@ -372,7 +389,10 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
         let forks = backup::fork_history(&node.hosted.file(db))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let mirroring = node.mirroring.status(db);
-        let refusal = node.mirroring.refusal(db);
+        let refusal = node
+            .pool
+            .role_refusal()
+            .or_else(|| node.mirroring.refusal(db));
         dbs.push(serde_json::json!({
             "database": id.name, "state": state, "family_id": id.family_id,
             "fork_id": id.fork_id, "last_lsn": id.last_lsn, "forks": forks,
@@ -386,7 +406,7 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
         "server": node.config.name,
         "databases": dbs,
         "logship": node.logship.status()?,
-        "pool": node.pool.get(),
+        "pool": pool_get(node),
     }))
 }
 
@@ -556,7 +576,14 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
         }
         Request::LogshipRemove { db } => node.logship.remove(db),
         Request::LogshipStatus => node.logship.status(),
-        Request::PoolGet => Ok(node.pool.get()),
+        Request::Summary { db } => {
+            let file = node.hosted.file(db);
+            let done = tokio::task::spawn_blocking(move || backup::summary(&file))
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            value(done.map_err(invalid))
+        }
+        Request::PoolGet => Ok(pool_get(node)),
         Request::PoolPut { config } => node.pool.put(config),
         Request::LogshipRun { db } => node.logship.run_now(db).await,
         Request::MirrorSet {

@@ -40,6 +40,10 @@ pub(crate) struct Pool {
     place: Option<Place>,
     /// Compared with a peer's copy since this server started.
     confirmed: AtomicBool,
+    /// What each peer last said of its databases (last LSN, fork, state),
+    /// and when: after losing a data center, the last LSNs known of its
+    /// databases (how much the failover cannot recover).
+    peers: Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 fn invalid(e: impl std::fmt::Display) -> StoreError {
@@ -89,6 +93,7 @@ impl Pool {
             held: Mutex::new(held),
             place,
             confirmed: AtomicBool::new(confirmed),
+            peers: Mutex::default(),
         }))
     }
 
@@ -100,6 +105,7 @@ impl Pool {
         serde_json::json!({
             "config": self.held(),
             "confirmed": self.confirmed.load(Ordering::SeqCst),
+            "peers": self.peers.lock().map(|p| p.clone()).unwrap_or_default(),
         })
     }
 
@@ -143,6 +149,13 @@ impl Pool {
         if let Err(why) = held.may_serve(client) {
             return Some(format!("fenced: {why}"));
         }
+        self.role_refusal()
+    }
+
+    /// Why this server's databases serve no chat server now: its role is
+    /// not the pool state's, or it has not compared its copy with a peer's.
+    pub(crate) fn role_refusal(&self) -> Option<String> {
+        let held = self.held()?;
         let place = self.place.as_ref()?;
         let serves = match held.state {
             PoolState::Normal => matches!(place.role, Role::Primary | Role::PrimaryMirror),
@@ -196,7 +209,7 @@ impl Pool {
     }
 
     async fn compare_logged(&self, peer: &str, store: &Arc<RemoteStore>) {
-        let done = tokio::time::timeout(GOSSIP_TIMEOUT, self.compare(store)).await;
+        let done = tokio::time::timeout(GOSSIP_TIMEOUT, self.compare(peer, store)).await;
         match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "pool configuration not compared"),
@@ -204,8 +217,15 @@ impl Pool {
         }
     }
 
-    async fn compare(&self, peer: &Arc<RemoteStore>) -> Result<(), StoreError> {
+    async fn compare(&self, name: &str, peer: &Arc<RemoteStore>) -> Result<(), StoreError> {
         let answer = peer.call(Request::PoolGet).await?;
+        if let Ok(mut peers) = self.peers.lock() {
+            let heard = serde_json::json!({
+                "at_ms": pchat_engine::now_ms(),
+                "databases": answer["databases"].clone(),
+            });
+            peers.insert(name.to_string(), heard);
+        }
         let theirs: Option<PoolConfig> = serde_json::from_value(answer["config"].clone())
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         match (theirs, self.held()) {

@@ -1,12 +1,14 @@
 //! Disaster recovery for a pchat pool across two data centers: the
 //! published topology (`topology.toml`, Lync's Topology Builder) and its
 //! checks, and the pool configuration (active servers and pool state) that
-//! database servers keep and chat servers obey. The failover and failback
-//! runbooks come next.
+//! database servers keep and chat servers obey, and the failover, failback
+//! and switchover runbooks as plans of steps with a journal (`pchat dr`
+//! carries them out).
 //!
 //! No IO here beyond what the caller hands in: the CLI reads the file.
 
 pub mod pool;
+pub mod runbook;
 pub mod topology;
 
 pub use pool::{Change, PoolConfig, PoolState};

@@ -1157,3 +1157,74 @@ pub fn chain_gaps(found: &[Found]) -> Vec<(String, String, Lsn, Lsn)> {
     }
     gaps
 }
+
+/// What a database holds, to compare copies of it (the runbooks'
+/// verification): its identity and state and, for `mgc`, each room's
+/// messages; for `mgccomp`, its records and how far into mgc it has read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub identity: pchat_store::Identity,
+    pub state: DbState,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<RoomSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance_records: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mgc_cursor: Option<Lsn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    pub id: i64,
+    pub name: String,
+    /// Messages in the history (kept or replaced by an administrator).
+    pub messages: i64,
+    pub last_seq: i64,
+}
+
+/// The summary of a database file, whatever its state (read-only).
+pub fn summary(db: &Path) -> Result<Summary, BackupError> {
+    let conn = database::open_connection(db)?;
+    let identity = read_identity(&conn)?.ok_or_else(|| refused("the database has no identity"))?;
+    let state = read_state(&conn)?;
+    let table = |name: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    let mut out = Summary {
+        identity,
+        state,
+        rooms: Vec::new(),
+        compliance_records: None,
+        mgc_cursor: None,
+    };
+    if table("rooms")? {
+        let mut stmt = conn.prepare(
+            "SELECT r.id, r.name, r.last_seq,
+                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id AND m.status IN (0, 1))
+             FROM rooms r ORDER BY r.id",
+        )?;
+        out.rooms = stmt
+            .query_map([], |r| {
+                Ok(RoomSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    last_seq: r.get(2)?,
+                    messages: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    }
+    if table("compliance")? {
+        out.compliance_records =
+            Some(conn.query_row("SELECT COUNT(*) FROM compliance", [], |r| r.get(0))?);
+        out.mgc_cursor = conn
+            .query_row("SELECT lsn FROM mgc_cursor WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+    }
+    Ok(out)
+}

@@ -192,6 +192,11 @@ pub enum Request {
         /// The principal's last committed LSN (what a forced service may lose).
         principal_lsn: Lsn,
     },
+    /// What a database holds, in any state: identity, state, and each
+    /// room's messages (mgc) or the records (mgccomp), to compare copies.
+    Summary {
+        db: Db,
+    },
     /// The pool configuration this server holds: `{config, confirmed}`
     /// (config null when it holds none).
     PoolGet,

@@ -183,44 +183,50 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// One connection to a database server, for a command's requests.
-struct Server {
-    addr: String,
+/// One connection to a database server, for a command's requests (the
+/// runbooks of `pchat dr` use the same operations).
+#[derive(Clone)]
+pub(crate) struct Server {
+    pub(crate) addr: String,
     store: Arc<RemoteStore>,
 }
 
 impl Server {
     fn new(addr: &str, secret: &Secret) -> anyhow::Result<Server> {
         let key = crate::config::cluster_secret(secret.cluster_secret_file.as_deref())?;
-        Ok(Server {
-            addr: addr.to_string(),
-            store: RemoteStore::tool(addr.to_string(), key, "pchat-db".into()),
-        })
+        Ok(Server::connect(addr, key))
     }
 
-    fn call(&self, req: Request) -> anyhow::Result<serde_json::Value> {
-        let store = self.store.clone();
-        tokio::runtime::Handle::current()
-            .block_on(async move { store.call(req).await })
+    pub(crate) fn connect(addr: &str, key: Vec<u8>) -> Server {
+        Server {
+            addr: addr.to_string(),
+            store: RemoteStore::tool(addr.to_string(), key, "pchat-db".into()),
+        }
+    }
+
+    pub(crate) async fn ask(&self, req: Request) -> anyhow::Result<serde_json::Value> {
+        self.store
+            .call(req)
+            .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.addr))
     }
 
+    fn call(&self, req: Request) -> anyhow::Result<serde_json::Value> {
+        tokio::runtime::Handle::current().block_on(self.ask(req))
+    }
+
     /// The status entry of one database.
-    fn database(&self, db: Database) -> anyhow::Result<serde_json::Value> {
-        let v = self.call(Request::Status)?;
+    pub(crate) async fn database(&self, db: Database) -> anyhow::Result<serde_json::Value> {
+        let v = self.ask(Request::Status).await?;
         v["databases"]
             .as_array()
-            .and_then(|d| {
-                d.iter()
-                    .find(|d| d["database"] == db.file().trim_end_matches(".db"))
-                    .cloned()
-            })
+            .and_then(|d| d.iter().find(|d| d["database"] == db.name()).cloned())
             .with_context(|| format!("{} hosts no {}", self.addr, db.file()))
     }
 
     /// Full backup of `db` on `from` into the share, restored here in
     /// `recovery` (the first step of log shipping and of mirroring).
-    fn initialise_from(
+    pub(crate) async fn initialise_from(
         &self,
         from: &Server,
         db: Database,
@@ -228,9 +234,9 @@ impl Server {
         recovery: pchat_store::Recovery,
         replace: bool,
     ) -> anyhow::Result<serde_json::Value> {
-        let here = self.database(db)?;
-        let there = from.database(db)?;
-        let name = db.file().trim_end_matches(".db");
+        let here = self.database(db).await?;
+        let there = from.database(db).await?;
+        let name = db.name();
         if here["last_lsn"] != 0 && here["family_id"] != there["family_id"] && !replace {
             bail!(
                 "{} on {} holds data of another database (LSN {}): the backup set holds a backup of a database other than the existing database (use --replace)",
@@ -244,19 +250,77 @@ impl Server {
             share.trim_end_matches('/'),
             pchat_engine::now_ms()
         );
-        from.call(Request::Backup {
+        from.ask(Request::Backup {
             db: db.wire(),
             to: file.clone(),
             log: false,
             name: format!("{name} initialisation"),
             description: format!("full backup of {name} on {} for {}", from.addr, self.addr),
-        })?;
-        self.call(Request::Restore {
+        })
+        .await?;
+        self.ask(Request::Restore {
             db: db.wire(),
             from: file,
             replace: true,
             recovery,
         })
+        .await
+    }
+
+    /// Mirroring of `db` from `principal` to this server, which is first
+    /// initialised from a full backup (RESTORING).
+    pub(crate) async fn mirror_of(
+        &self,
+        principal: &Server,
+        db: Database,
+        share: &str,
+        mode: MirrorMode,
+        replace: bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .initialise_from(
+                principal,
+                db,
+                share,
+                pchat_store::Recovery::NoRecovery,
+                replace,
+            )
+            .await?;
+        self.ask(Request::MirrorSet {
+            db: db.wire(),
+            role: MirrorRole::Mirror,
+            partner: principal.addr.clone(),
+            mode,
+        })
+        .await?;
+        principal
+            .ask(Request::MirrorSet {
+                db: db.wire(),
+                role: MirrorRole::Principal,
+                partner: self.addr.clone(),
+                mode,
+            })
+            .await?;
+        Ok(r)
+    }
+
+    /// Log shipping of `db` from `primary` to this server (the secondary).
+    pub(crate) async fn ship_from(
+        &self,
+        primary: &Server,
+        primary_config: LogshipPrimary,
+        secondary_config: LogshipSecondary,
+    ) -> anyhow::Result<()> {
+        primary
+            .ask(Request::LogshipPrimary {
+                config: primary_config,
+            })
+            .await?;
+        self.ask(Request::LogshipSecondary {
+            config: secondary_config,
+        })
+        .await?;
+        Ok(())
     }
 }
 
@@ -289,8 +353,9 @@ pub fn logship(cmd: LogshipCmd) -> anyhow::Result<()> {
             let mut done = Vec::new();
             for db in database {
                 let name = db.file().trim_end_matches(".db");
+                let block = |f| tokio::runtime::Handle::current().block_on(f);
                 let initialised = if initialized {
-                    let here = s.database(db)?;
+                    let here = block(s.database(db))?;
                     if here["state"] == "ONLINE" {
                         bail!("{name} on {secondary} is ONLINE: it is not initialised (restore a full backup of the primary with --norecovery or --standby, or leave out --initialized)");
                     }
@@ -301,32 +366,34 @@ pub fn logship(cmd: LogshipCmd) -> anyhow::Result<()> {
                     } else {
                         pchat_store::Recovery::NoRecovery
                     };
-                    s.initialise_from(&p, db, &share, recovery, replace)?
+                    tokio::runtime::Handle::current()
+                        .block_on(s.initialise_from(&p, db, &share, recovery, replace))?
                 };
-                p.call(Request::LogshipPrimary {
-                    config: LogshipPrimary {
-                        db: db.wire(),
-                        share: share.clone(),
-                        every_ms: if continuous { 0 } else { ms(backup_every) },
-                        continuous,
-                        retention_ms: ms(retention),
-                        backup_alert_ms: ms(backup_alert),
-                    },
-                })?;
-                s.call(Request::LogshipSecondary {
-                    config: LogshipSecondary {
-                        db: db.wire(),
-                        primary: primary.clone(),
-                        share: share.clone(),
-                        copy_to: copy_to.clone(),
-                        copy_every_ms: if continuous { 0 } else { ms(copy_every) },
-                        restore_every_ms: if continuous { 0 } else { ms(restore_every) },
-                        delay_ms: restore_delay.map(ms).unwrap_or(0),
-                        standby,
-                        continuous,
-                        restore_alert_ms: ms(restore_alert),
-                    },
-                })?;
+                let primary_config = LogshipPrimary {
+                    db: db.wire(),
+                    share: share.clone(),
+                    every_ms: if continuous { 0 } else { ms(backup_every) },
+                    continuous,
+                    retention_ms: ms(retention),
+                    backup_alert_ms: ms(backup_alert),
+                };
+                let secondary_config = LogshipSecondary {
+                    db: db.wire(),
+                    primary: primary.clone(),
+                    share: share.clone(),
+                    copy_to: copy_to.clone(),
+                    copy_every_ms: if continuous { 0 } else { ms(copy_every) },
+                    restore_every_ms: if continuous { 0 } else { ms(restore_every) },
+                    delay_ms: restore_delay.map(ms).unwrap_or(0),
+                    standby,
+                    continuous,
+                    restore_alert_ms: ms(restore_alert),
+                };
+                tokio::runtime::Handle::current().block_on(s.ship_from(
+                    &p,
+                    primary_config,
+                    secondary_config,
+                ))?;
                 done.push(serde_json::json!({
                     "database": name,
                     "secondary_last_lsn": initialised["last_lsn"],
@@ -456,20 +523,8 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
             };
             let mut done = Vec::new();
             for db in database {
-                let r =
-                    m.initialise_from(&p, db, &share, pchat_store::Recovery::NoRecovery, replace)?;
-                m.call(Request::MirrorSet {
-                    db: db.wire(),
-                    role: MirrorRole::Mirror,
-                    partner: principal.clone(),
-                    mode,
-                })?;
-                p.call(Request::MirrorSet {
-                    db: db.wire(),
-                    role: MirrorRole::Principal,
-                    partner: mirror.clone(),
-                    mode,
-                })?;
+                let r = tokio::runtime::Handle::current()
+                    .block_on(m.mirror_of(&p, db, &share, mode, replace))?;
                 done.push(serde_json::json!({
                     "database": db.file().trim_end_matches(".db"),
                     "mirror_from_lsn": r["last_lsn"],

@@ -1,0 +1,1160 @@
+//! `pchat dr failover | failback | switchover`: the procedures of the brief
+//! as one command each, against the topology. A plan (`--plan` prints it
+//! and changes nothing), preflight checks that refuse unsafe runs, each
+//! step idempotent and journaled (running the command again after an
+//! interruption resumes where it stopped), and a verification at the end
+//! that compares every copy of mgc and mgccomp.
+
+use crate::db::replication::Server;
+use crate::db::Database;
+use crate::pool::{Pool, PoolTarget};
+use anyhow::{bail, Context};
+use pchat_dr::runbook::{plan, servers_of, Journal, Procedure, Step};
+use pchat_dr::topology::Role;
+use pchat_dr::{Change, PoolConfig, PoolState, Topology};
+use pchat_wire::message::{LogshipPrimary, LogshipSecondary, MirrorMode, Request};
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const DATABASES: [Database; 2] = [Database::Mgc, Database::Mgccomp];
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DrCmd {
+    /// The primary data center is lost: ship what is left, bring the backup
+    /// databases online, fail the pool over, mirror the backup, activate
+    /// the backup data center's chat servers, verify.
+    Failover(RunArgs),
+    /// The primary data center is rebuilt: move the pool back to it with
+    /// nothing written during the failover lost, and set up mirroring and
+    /// log shipping again.
+    Failback(RunArgs),
+    /// A planned switch with both data centers up and nothing lost: to the
+    /// backup data center when the pool is Normal, back (a failback) when
+    /// it is FailedOver.
+    Switchover(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    target: PoolTarget,
+    /// Print the plan (every step with the checks before it) and change nothing.
+    #[arg(long)]
+    plan: bool,
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long)]
+    yes: bool,
+    /// Where the run's journal is kept [default: dr-journal.json next to
+    /// the topology].
+    #[arg(long)]
+    journal: Option<PathBuf>,
+}
+
+/// One preflight check: what is checked, and why it failed.
+struct Check {
+    what: String,
+    failed: Option<String>,
+}
+
+struct Run {
+    pool: Pool,
+    servers: std::collections::BTreeMap<Role, Server>,
+    journal_path: PathBuf,
+    journal: Journal,
+    json: bool,
+}
+
+fn now_ms() -> u64 {
+    pchat_engine::now_ms().max(0) as u64
+}
+
+pub async fn run(cmd: DrCmd) -> anyhow::Result<()> {
+    let (asked, args) = match cmd {
+        DrCmd::Failover(a) => (Some(Procedure::Failover), a),
+        DrCmd::Failback(a) => (Some(Procedure::Failback), a),
+        DrCmd::Switchover(a) => (None, a),
+    };
+    let pool = Pool::open(&args.target)?;
+    let key = crate::config::cluster_secret(args.target.cluster_secret_file.as_deref())?;
+    let servers = pool
+        .topology
+        .database_servers
+        .iter()
+        .map(|d| (d.role, Server::connect(&d.address, key.clone())))
+        .collect();
+    let journal_path = args.journal.clone().unwrap_or_else(|| {
+        args.target
+            .topology
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("dr-journal.json")
+    });
+    let unfinished = read_journal(&journal_path)?.filter(|j| !j.finished);
+    // A switchover goes wherever the pool is not.
+    let procedure = match (asked, &unfinished) {
+        (Some(p), _) => p,
+        (None, Some(j)) => j.procedure,
+        (None, None) => match pool.read().await?.0.state {
+            PoolState::Normal => Procedure::SwitchoverToBackup,
+            PoolState::FailedOver => Procedure::Failback,
+        },
+    };
+    let journal = match unfinished {
+        Some(j) if j.procedure == procedure => j,
+        Some(j) => bail!(
+            "a {} is half done (journal {}): run it again to finish it before a {}",
+            j.procedure.as_str(),
+            journal_path.display(),
+            procedure.as_str()
+        ),
+        None => Journal::new(procedure, now_ms()),
+    };
+    let mut run = Run {
+        pool,
+        servers,
+        journal_path,
+        journal,
+        json: args.target.json,
+    };
+    let resuming = !run.journal.done.is_empty();
+    run.print_plan(resuming);
+    let checks = run.preflight(resuming).await;
+    let failed: Vec<&Check> = checks.iter().filter(|c| c.failed.is_some()).collect();
+    run.say(&format!(
+        "preflight checks{}:",
+        if resuming { " (resuming)" } else { "" }
+    ));
+    for c in &checks {
+        match &c.failed {
+            None => run.say(&format!("  ok    {}", c.what)),
+            Some(why) => run.say(&format!("  FAIL  {}: {why}", c.what)),
+        }
+    }
+    if !failed.is_empty() {
+        let reasons: Vec<String> = failed
+            .iter()
+            .map(|c| c.failed.clone().unwrap_or_default())
+            .collect();
+        bail!("{} refused: {}", procedure.as_str(), reasons.join("; "));
+    }
+    if args.plan {
+        run.say("--plan: nothing was changed");
+        return Ok(());
+    }
+    if !args.yes {
+        confirm(procedure)?;
+    }
+    run.execute().await
+}
+
+fn read_journal(path: &std::path::Path) -> anyhow::Result<Option<Journal>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a runbook journal (move it away to start afresh)",
+                path.display()
+            )
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn confirm(procedure: Procedure) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not on a terminal, so nobody can confirm the {}: pass --yes to run it",
+            procedure.as_str()
+        );
+    }
+    eprint!("Run the {}? [y/N] ", procedure.as_str());
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if !matches!(line.trim(), "y" | "Y" | "yes") {
+        bail!("not confirmed: nothing was changed");
+    }
+    Ok(())
+}
+
+/// How the topology configures log shipping and mirroring.
+fn logship_configs(
+    t: &Topology,
+    db: Database,
+) -> anyhow::Result<(LogshipPrimary, LogshipSecondary)> {
+    let l = t
+        .log_shipping
+        .as_ref()
+        .context("the topology has no [log_shipping]")?;
+    let every = |v: &Option<String>| -> anyhow::Result<u64> {
+        Ok(match v {
+            _ if l.continuous => 0,
+            Some(s) => pchat_dr::parse_duration(s)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .as_millis() as u64,
+            None => 15 * 60 * 1000,
+        })
+    };
+    let delay = match &l.restore_delay {
+        Some(s) => pchat_dr::parse_duration(s)
+            .map_err(|e| anyhow::anyhow!(e))?
+            .as_millis() as u64,
+        None => 0,
+    };
+    let primary = t
+        .database_server(Role::Primary)
+        .map(|d| d.address.clone())
+        .unwrap_or_default();
+    Ok((
+        LogshipPrimary {
+            db: db.wire(),
+            share: l.share.clone(),
+            every_ms: every(&l.backup_every)?,
+            continuous: l.continuous,
+            retention_ms: 72 * 3600 * 1000,
+            backup_alert_ms: 3600 * 1000,
+        },
+        LogshipSecondary {
+            db: db.wire(),
+            primary,
+            share: l.share.clone(),
+            copy_to: l.copy_to.clone(),
+            copy_every_ms: every(&l.copy_every)?,
+            restore_every_ms: every(&l.restore_every)?,
+            delay_ms: delay,
+            standby: false,
+            continuous: l.continuous,
+            restore_alert_ms: 45 * 60 * 1000,
+        },
+    ))
+}
+
+fn mirror_mode(t: &Topology) -> MirrorMode {
+    match t.mirroring.as_ref().map(|m| m.mode.as_str()) {
+        Some("strict") => MirrorMode::Strict,
+        Some("async") => MirrorMode::Async,
+        _ => MirrorMode::Sync,
+    }
+}
+
+impl Run {
+    fn say(&self, line: &str) {
+        // With --json, stdout holds only the final report.
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    fn t(&self) -> &Topology {
+        &self.pool.topology
+    }
+
+    fn server(&self, role: Role) -> anyhow::Result<&Server> {
+        self.servers
+            .get(&role)
+            .with_context(|| format!("the topology has no {} database server", role.as_str()))
+    }
+
+    fn name(&self, role: Role) -> String {
+        self.t()
+            .database_server(role)
+            .map(|d| d.name.clone())
+            .unwrap_or_else(|| role.as_str().into())
+    }
+
+    fn print_plan(&self, resuming: bool) {
+        let p = self.journal.procedure;
+        self.say(&format!(
+            "{} of pool {}{}",
+            p.as_str(),
+            self.t().pool,
+            if resuming {
+                format!(
+                    " (resuming the run started at {} ms)",
+                    self.journal.started_at_ms
+                )
+            } else {
+                String::new()
+            }
+        ));
+        for (i, step) in plan(p).into_iter().enumerate() {
+            let mark = if self.journal.is_done(step) {
+                "done"
+            } else {
+                "    "
+            };
+            self.say(&format!("  {mark} {}. {}", i + 1, step.describe(self.t())));
+        }
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let tmp = self.journal_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.journal)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &self.journal_path)?;
+        Ok(())
+    }
+
+    /// A database's status entry, or None when its server does not answer.
+    async fn entry(&self, role: Role, db: Database) -> Option<Value> {
+        let s = self.server(role).ok()?;
+        tokio::time::timeout(Duration::from_secs(3), s.database(db))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    async fn answers(&self, role: Role) -> bool {
+        let Ok(s) = self.server(role) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), s.ask(Request::Status)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn preflight(&self, resuming: bool) -> Vec<Check> {
+        let mut out = Vec::new();
+        let mut check = |what: String, failed: Option<String>| out.push(Check { what, failed });
+        let config = self.pool.read().await;
+        let state = config.as_ref().ok().map(|(c, _)| c.state);
+        check(
+            "the pool configuration can be read".into(),
+            config.as_ref().err().map(|e| e.to_string()),
+        );
+        let (b, bm, p, pm) = (
+            self.name(Role::Backup),
+            self.name(Role::BackupMirror),
+            self.name(Role::Primary),
+            self.name(Role::PrimaryMirror),
+        );
+        match self.journal.procedure {
+            Procedure::Failover | Procedure::SwitchoverToBackup => {
+                let planned = self.journal.procedure == Procedure::SwitchoverToBackup;
+                if !resuming {
+                    check(
+                        "the pool state is normal".into(),
+                        (state != Some(PoolState::Normal)).then(|| {
+                            "the pool is failed over already (fail back with pchat dr failback)"
+                                .to_string()
+                        }),
+                    );
+                }
+                let mut backup_ok = None;
+                for db in DATABASES {
+                    match self.entry(Role::Backup, db).await {
+                        None => backup_ok = Some(format!("{b} does not answer")),
+                        Some(e) if !resuming && e["state"] == "ONLINE" => {
+                            backup_ok = Some(format!(
+                                "{} on {b} is ONLINE: it is not a log-shipping secondary",
+                                db.name()
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                check(
+                    format!("the backup databases on {b} answer and follow the primary"),
+                    backup_ok,
+                );
+                check(
+                    format!("the backup mirror {bm} answers"),
+                    (!self.answers(Role::BackupMirror).await).then(|| {
+                        format!("{bm} does not answer: it is needed to mirror the backup")
+                    }),
+                );
+                // Failing over a primary that still serves would lose what
+                // it commits after the last shipped log: switch instead.
+                let mut serving = Vec::new();
+                for role in [Role::Primary, Role::PrimaryMirror] {
+                    if let Some(e) = self.entry(role, Database::Mgc).await {
+                        if e["serving"] == true {
+                            serving.push(self.name(role));
+                        }
+                    }
+                }
+                if planned {
+                    if !resuming {
+                        check(
+                            format!("the primary databases serve ({p} or {pm})"),
+                            serving.is_empty().then(|| {
+                                "no primary database serves: this is a failover (pchat dr failover)"
+                                    .to_string()
+                            }),
+                        );
+                    }
+                } else {
+                    check(
+                        "the primary databases are not online and reachable".into(),
+                        (!serving.is_empty()).then(|| {
+                            format!(
+                                "mgc is ONLINE and reachable on {}: a failover now would lose what it commits after the last shipped log; use pchat dr switchover (a planned switch that ships the tail of the log, so nothing is lost)",
+                                serving.join(" and ")
+                            )
+                        }),
+                    );
+                }
+            }
+            Procedure::Failback => {
+                if !resuming {
+                    check(
+                        "the pool state is failed-over".into(),
+                        (state != Some(PoolState::FailedOver)).then(|| {
+                            "the pool is not failed over: nothing to fail back".to_string()
+                        }),
+                    );
+                    let misplaced: Vec<String> = config
+                        .as_ref()
+                        .ok()
+                        .map(|(c, _)| {
+                            let dc = self.t().serving_data_center(PoolState::Normal);
+                            c.active
+                                .iter()
+                                .filter(|a| a.data_center == dc)
+                                .map(|a| a.name.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    check(
+                        "no server of the primary data center is active".into(),
+                        (!misplaced.is_empty()).then(|| {
+                            format!(
+                                "{} of the primary data center {} still active (pchat admin active-servers remove ...)",
+                                misplaced.join(", "),
+                                if misplaced.len() == 1 { "is" } else { "are" }
+                            )
+                        }),
+                    );
+                    let mut online = None;
+                    for db in DATABASES {
+                        let e = self.entry(Role::Backup, db).await;
+                        if e.as_ref().is_none_or(|e| e["state"] != "ONLINE") {
+                            online = Some(format!("{} on {b} is not ONLINE", db.name()));
+                        }
+                    }
+                    check(format!("the backup databases on {b} are online"), online);
+                }
+                for role in [Role::Primary, Role::PrimaryMirror] {
+                    let name = self.name(role);
+                    check(
+                        format!("the rebuilt primary database server {name} answers"),
+                        (!self.answers(role).await).then(|| {
+                            format!("{name} does not answer: rebuild the primary data center first (its database servers reinstalled, e.g. pchat lab rebuild-dc primary)")
+                        }),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    async fn execute(&mut self) -> anyhow::Result<()> {
+        let steps = plan(self.journal.procedure);
+        let total = steps.len();
+        let started = Instant::now();
+        let mut report = json!({});
+        for (i, step) in steps.into_iter().enumerate() {
+            if self.journal.is_done(step) {
+                continue;
+            }
+            let t0 = Instant::now();
+            self.say(&format!(
+                "[{}/{total}] {} ...",
+                i + 1,
+                step.describe(self.t())
+            ));
+            let note = self.step(step).await.with_context(|| {
+                format!(
+                    "step {} ({}) failed; run the command again to resume",
+                    i + 1,
+                    step.key()
+                )
+            })?;
+            let secs = t0.elapsed().as_secs_f64();
+            self.say(&format!(
+                "[{}/{total}] done in {secs:.2} s{}",
+                i + 1,
+                summary_line(&note)
+            ));
+            report[step.key()] = json!({ "seconds": secs, "result": note });
+            self.journal.done.insert(step.key(), note);
+            self.save()?;
+        }
+        self.journal.finished = true;
+        self.save()?;
+        // Finished: the journal is kept under its own name for the record.
+        let kept = self.journal_path.with_file_name(format!(
+            "dr-journal-{}-{}.json",
+            self.journal.procedure.as_str(),
+            self.journal.started_at_ms
+        ));
+        let _ = std::fs::rename(&self.journal_path, &kept);
+        let verify = self
+            .journal
+            .done
+            .get(&Step::Verify.key())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let out = json!({
+            "procedure": self.journal.procedure.as_str(),
+            "seconds": started.elapsed().as_secs_f64(),
+            "steps": report,
+            "recovery": self.journal.facts.get("recovery"),
+            "verify": verify,
+            "journal": kept,
+        });
+        if self.json {
+            println!("{out}");
+        } else {
+            self.say(&format!(
+                "{} finished in {:.2} s (journal {})",
+                self.journal.procedure.as_str(),
+                started.elapsed().as_secs_f64(),
+                kept.display()
+            ));
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, step: Step) -> anyhow::Result<Value> {
+        match step {
+            Step::ShipRemainingLogs => self.ship_remaining_logs().await,
+            Step::ShipTheTail => self.ship_the_tail().await,
+            Step::StopLogShipping => self.stop_log_shipping().await,
+            Step::RemovePrimaryMirroring => {
+                self.remove_mirroring(&[Role::Primary, Role::PrimaryMirror])
+                    .await
+            }
+            Step::RemoveBackupMirroring => {
+                self.remove_mirroring(&[Role::Backup, Role::BackupMirror])
+                    .await
+            }
+            Step::RecoverBackup => self.recover_backup().await,
+            Step::SetPoolState(s) => self.set_pool_state(s).await,
+            Step::MirrorBackup => self.mirror(Role::Backup, Role::BackupMirror).await,
+            Step::MirrorPrimary => self.mirror(Role::Primary, Role::PrimaryMirror).await,
+            Step::ActivateServers(s) => self.activate(s).await,
+            Step::ClearActiveServers => self.clear_active().await,
+            Step::BackupToShare => self.backup_to_share().await,
+            Step::RestorePrimary => self.restore_primary().await,
+            Step::ShipFromPrimary => self.ship_from_primary().await,
+            Step::Verify => self.verify().await,
+        }
+    }
+
+    async fn ship_remaining_logs(&mut self) -> anyhow::Result<Value> {
+        let b = self.server(Role::Backup)?;
+        let mut out = json!({});
+        // What the backup heard of the primaries last (their databases'
+        // last LSNs), for the report of what could not be recovered.
+        let heard = b.ask(Request::PoolGet).await.unwrap_or(Value::Null);
+        for db in DATABASES {
+            let e = b.database(db).await?;
+            let restored = if e["state"] == "ONLINE" {
+                e["last_lsn"].clone()
+            } else {
+                let r = b.ask(Request::LogshipRun { db: db.wire() }).await?;
+                r["last_lsn"].clone()
+            };
+            let mut known = None::<(i64, i64)>;
+            for role in [Role::Primary, Role::PrimaryMirror] {
+                let peer = &heard["peers"][self.name(role)];
+                let lsn = peer["databases"][db.name()]["last_lsn"].as_i64();
+                let at = peer["at_ms"].as_i64();
+                if let (Some(lsn), Some(at)) = (lsn, at) {
+                    if known.is_none_or(|(l, _)| lsn > l) {
+                        known = Some((lsn, at));
+                    }
+                }
+            }
+            let restored_lsn = restored.as_i64().unwrap_or(0);
+            out[db.name()] = json!({
+                "restored_lsn": restored_lsn,
+                "primary_last_known_lsn": known.map(|k| k.0),
+                "primary_last_heard_ms": known.map(|k| k.1),
+                "not_recovered_lsns": known.map(|(l, _)| (l - restored_lsn).max(0)),
+            });
+        }
+        self.journal.facts.insert("recovery".into(), out.clone());
+        for db in DATABASES {
+            let r = &out[db.name()];
+            let line = match r["primary_last_known_lsn"].as_i64() {
+                Some(k) => format!(
+                    "  {}: restored through LSN {}; the lost primary was last heard at LSN {k}: {} LSN(s) not recovered",
+                    db.name(),
+                    r["restored_lsn"],
+                    r["not_recovered_lsns"]
+                ),
+                None => format!(
+                    "  {}: restored through LSN {}; the lost primary's last LSN is unknown",
+                    db.name(),
+                    r["restored_lsn"]
+                ),
+            };
+            self.say(&line);
+        }
+        Ok(out)
+    }
+
+    /// Switchover: nobody writes (the active list is empty) and the backup
+    /// restores until it holds the principal's last LSN.
+    async fn ship_the_tail(&mut self) -> anyhow::Result<Value> {
+        let b = self.server(Role::Backup)?;
+        let mut out = json!({});
+        for db in DATABASES {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let mut target = None;
+                for role in [Role::Primary, Role::PrimaryMirror] {
+                    if let Some(e) = self.entry(role, db).await {
+                        if e["serving"] == true {
+                            target = e["last_lsn"].as_i64();
+                        }
+                    }
+                }
+                let here = b.database(db).await?;
+                let at = here["last_lsn"].as_i64().unwrap_or(0);
+                match target {
+                    Some(t) if at >= t => {
+                        out[db.name()] = json!({ "shipped_lsn": at });
+                        break;
+                    }
+                    None if here["state"] == "ONLINE" => {
+                        out[db.name()] = json!({ "shipped_lsn": at, "note": "already online" });
+                        break;
+                    }
+                    None => bail!(
+                        "no primary database serves {}: use pchat dr failover",
+                        db.name()
+                    ),
+                    Some(_) => {}
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} on the backup stayed behind the primary for 120 s (LSN {at} of {:?}): check log shipping (pchat db logship status)",
+                        db.name(),
+                        target
+                    );
+                }
+                // The backup job ships as the log grows; run the copy and
+                // restore now rather than wait for their schedule.
+                let _ = b.ask(Request::LogshipRun { db: db.wire() }).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stop_log_shipping(&mut self) -> anyhow::Result<Value> {
+        let mut out = json!({});
+        for role in [Role::Backup, Role::Primary, Role::PrimaryMirror] {
+            let Ok(s) = self.server(role) else { continue };
+            let status =
+                tokio::time::timeout(Duration::from_secs(3), s.ask(Request::LogshipStatus)).await;
+            let Ok(Ok(status)) = status else {
+                if role == Role::Backup {
+                    bail!("{} does not answer", self.name(role));
+                }
+                continue; // a lost primary ships nothing
+            };
+            for job in status["jobs"].as_array().into_iter().flatten() {
+                let db = match job["database"].as_str() {
+                    Some("mgc") => Database::Mgc,
+                    Some("mgccomp") => Database::Mgccomp,
+                    _ => continue,
+                };
+                s.ask(Request::LogshipRemove { db: db.wire() }).await?;
+                out[self.name(role)][db.name()] = json!("removed");
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_mirroring(&mut self, roles: &[Role]) -> anyhow::Result<Value> {
+        let mut out = json!({});
+        for &role in roles {
+            for db in DATABASES {
+                let Some(e) = self.entry(role, db).await else {
+                    out[self.name(role)] = json!("does not answer");
+                    continue;
+                };
+                if e["mirroring"].is_null() {
+                    continue;
+                }
+                self.server(role)?
+                    .ask(Request::MirrorRemove { db: db.wire() })
+                    .await?;
+                out[self.name(role)][db.name()] = json!("removed");
+            }
+        }
+        Ok(out)
+    }
+
+    async fn recover_backup(&mut self) -> anyhow::Result<Value> {
+        let b = self.server(Role::Backup)?;
+        let mut out = json!({});
+        for db in DATABASES {
+            let e = b.database(db).await?;
+            if e["state"] != "ONLINE" {
+                b.ask(Request::Recover { db: db.wire() }).await?;
+            }
+            let e = b.database(db).await?;
+            out[db.name()] =
+                json!({ "fork_id": e["fork_id"], "last_lsn": e["last_lsn"], "state": e["state"] });
+        }
+        Ok(out)
+    }
+
+    async fn set_pool_state(&mut self, s: PoolState) -> anyhow::Result<Value> {
+        let (c, _) = self.pool.read().await?;
+        let c = if c.state == s {
+            c
+        } else {
+            self.pool.change(&Change::State(s)).await?.0
+        };
+        Ok(json!({ "version": c.version, "state": c.state.as_str() }))
+    }
+
+    async fn activate(&mut self, s: PoolState) -> anyhow::Result<Value> {
+        let dc = self.t().serving_data_center(s);
+        let want = servers_of(self.t(), &dc);
+        let (c, _) = self.pool.read().await?;
+        let now: Vec<String> = c.active.iter().map(|a| a.name.clone()).collect();
+        let c = if now == want {
+            c
+        } else {
+            self.pool.change(&Change::Replace(want)).await?.0
+        };
+        Ok(json!({ "version": c.version, "active": active_names(&c) }))
+    }
+
+    async fn clear_active(&mut self) -> anyhow::Result<Value> {
+        let (c, _) = self.pool.read().await?;
+        let c = if c.active.is_empty() {
+            c
+        } else {
+            self.pool.change(&Change::Clear).await?.0
+        };
+        Ok(json!({ "version": c.version }))
+    }
+
+    async fn mirror(&mut self, principal: Role, mirror: Role) -> anyhow::Result<Value> {
+        let share = self
+            .t()
+            .log_shipping
+            .as_ref()
+            .map(|l| l.share.clone())
+            .context("the topology has no [log_shipping] share for the initial full backup")?;
+        let mode = mirror_mode(self.t());
+        let (p, m) = (self.server(principal)?, self.server(mirror)?);
+        let mut out = json!({});
+        for db in DATABASES {
+            let e = p.database(db).await?;
+            if e["mirroring"]["partner"] == json!(m.addr) && e["role"] == "principal" {
+                out[db.name()] = json!("already mirrored");
+                continue;
+            }
+            // A half-made pair from an interrupted run is made again.
+            let _ = p.ask(Request::MirrorRemove { db: db.wire() }).await;
+            let _ = m.ask(Request::MirrorRemove { db: db.wire() }).await;
+            let r = m.mirror_of(p, db, &share, mode, true).await?;
+            out[db.name()] = json!({ "mirror_from_lsn": r["last_lsn"] });
+        }
+        Ok(out)
+    }
+
+    async fn backup_to_share(&mut self) -> anyhow::Result<Value> {
+        let share = self
+            .t()
+            .log_shipping
+            .as_ref()
+            .map(|l| l.share.clone())
+            .context("the topology has no [log_shipping] share")?;
+        let b = self.server(Role::Backup)?;
+        let mut out = json!({});
+        let stamp = now_ms();
+        for db in DATABASES {
+            let file = format!(
+                "{}/{}_failback_{stamp}.bak",
+                share.trim_end_matches('/'),
+                db.name()
+            );
+            self.say(&format!("  {}: full backup to {file}", db.name()));
+            let h = self
+                .long(
+                    b.ask(Request::Backup {
+                        db: db.wire(),
+                        to: file.clone(),
+                        log: false,
+                        name: format!("{} failback", db.name()),
+                        description: format!(
+                            "full backup of {} on {} for the failback",
+                            db.name(),
+                            b.addr
+                        ),
+                    }),
+                    Some(&file),
+                )
+                .await?;
+            out[db.name()] =
+                json!({ "file": file, "last_lsn": h["last_lsn"], "family_id": h["family_id"] });
+        }
+        self.journal.facts.insert("backup".into(), out.clone());
+        Ok(out)
+    }
+
+    async fn restore_primary(&mut self) -> anyhow::Result<Value> {
+        let backup = self
+            .journal
+            .facts
+            .get("backup")
+            .cloned()
+            .context("the journal lacks the full backup's files (step backup-to-share)")?;
+        let p = self.server(Role::Primary)?.clone();
+        let mut out = json!({});
+        for db in DATABASES {
+            let made = &backup[db.name()];
+            let e = p.database(db).await?;
+            if e["state"] == "ONLINE"
+                && e["family_id"] == made["family_id"]
+                && e["last_lsn"].as_i64() >= made["last_lsn"].as_i64()
+                && e["mirroring"].is_null()
+                && self
+                    .journal
+                    .facts
+                    .contains_key(&format!("restored-{}", db.name()))
+            {
+                out[db.name()] = json!("already restored");
+                continue;
+            }
+            let _ = p.ask(Request::MirrorRemove { db: db.wire() }).await;
+            let file = made["file"].as_str().unwrap_or_default().to_string();
+            self.say(&format!(
+                "  {}: restoring {file} over {}",
+                db.name(),
+                p.addr
+            ));
+            let r = self
+                .long(
+                    p.ask(Request::Restore {
+                        db: db.wire(),
+                        from: file,
+                        replace: true,
+                        recovery: pchat_store::Recovery::Recovery,
+                    }),
+                    None,
+                )
+                .await?;
+            self.journal
+                .facts
+                .insert(format!("restored-{}", db.name()), json!(true));
+            self.save()?;
+            out[db.name()] = r;
+        }
+        Ok(out)
+    }
+
+    async fn ship_from_primary(&mut self) -> anyhow::Result<Value> {
+        let share = self
+            .t()
+            .log_shipping
+            .as_ref()
+            .map(|l| l.share.clone())
+            .context("the topology has no [log_shipping]")?;
+        let (p, b) = (self.server(Role::Primary)?, self.server(Role::Backup)?);
+        let shipped = p.ask(Request::LogshipStatus).await?;
+        let mut out = json!({});
+        for db in DATABASES {
+            let already = shipped["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|j| j["database"] == db.name());
+            let here = b.database(db).await?;
+            if already && here["state"] != "ONLINE" {
+                out[db.name()] = json!("already shipping");
+                continue;
+            }
+            let _ = p.ask(Request::LogshipRemove { db: db.wire() }).await;
+            let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
+            let r = self
+                .long(
+                    b.initialise_from(p, db, &share, pchat_store::Recovery::NoRecovery, true),
+                    None,
+                )
+                .await?;
+            let (pc, sc) = logship_configs(self.t(), db)?;
+            b.ship_from(p, pc, sc).await?;
+            out[db.name()] = json!({ "secondary_from_lsn": r["last_lsn"] });
+        }
+        Ok(out)
+    }
+
+    /// Awaits a long operation, printing progress every 2 s (the bytes
+    /// written so far when `file` is a path this machine sees).
+    async fn long<T>(
+        &self,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+        file: Option<&str>,
+    ) -> anyhow::Result<T> {
+        let t0 = Instant::now();
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    let size = file
+                        .and_then(|f| std::fs::metadata(f).ok())
+                        .map(|m| format!(", {} MiB written", m.len() >> 20))
+                        .unwrap_or_default();
+                    self.say(&format!("  ... {:.0} s{size}", t0.elapsed().as_secs_f64()));
+                }
+            }
+        }
+    }
+
+    async fn verify(&mut self) -> anyhow::Result<Value> {
+        let (c, _) = self.pool.read().await?;
+        let (principal_roles, mirror_partner, secondary) = match c.state {
+            PoolState::Normal => (
+                [Role::Primary, Role::PrimaryMirror],
+                true,
+                Some(Role::Backup),
+            ),
+            PoolState::FailedOver => ([Role::Backup, Role::BackupMirror], true, None),
+        };
+        let mut problems = Vec::new();
+        let mut out = json!({ "state": c.state.as_str(), "version": c.version });
+        for db in DATABASES {
+            // The serving copy, its mirror, and the log-shipping secondary.
+            let mut serving = None;
+            for role in principal_roles {
+                if let Some(e) = self.entry(role, db).await {
+                    if e["serving"] == true {
+                        serving = Some(role);
+                    }
+                }
+            }
+            let Some(serving) = serving else {
+                problems.push(format!("no copy of {} serves", db.name()));
+                continue;
+            };
+            let mut copies = vec![serving];
+            if mirror_partner {
+                copies.extend(principal_roles.iter().copied().filter(|r| *r != serving));
+            }
+            copies.extend(secondary);
+            let summaries = self.summaries(db, &copies).await;
+            let first = &summaries[0].1;
+            let mut rows = Vec::new();
+            for (role, s) in &summaries {
+                let name = self.name(*role);
+                match s {
+                    Err(e) => problems.push(format!("{} on {name}: {e}", db.name())),
+                    Ok(s) => {
+                        if let Ok(f) = first {
+                            for field in ["family_id", "fork_id", "last_lsn"] {
+                                if s["identity"][field] != f["identity"][field] {
+                                    problems.push(format!(
+                                        "{} on {name}: {field} {} differs from the serving copy's {}",
+                                        db.name(),
+                                        s["identity"][field],
+                                        f["identity"][field]
+                                    ));
+                                }
+                            }
+                            for field in ["rooms", "compliance_records"] {
+                                if s[field] != f[field] {
+                                    problems.push(format!(
+                                        "{} on {name}: {field} differ from the serving copy's",
+                                        db.name()
+                                    ));
+                                }
+                            }
+                        }
+                        rows.push(json!({
+                            "server": name, "role": role.as_str(), "state": s["state"],
+                            "family_id": s["identity"]["family_id"], "fork_id": s["identity"]["fork_id"],
+                            "last_lsn": s["identity"]["last_lsn"],
+                            "rooms": s["rooms"], "compliance_records": s["compliance_records"],
+                        }));
+                    }
+                }
+            }
+            out[db.name()] = json!(rows);
+        }
+        // The active servers: where the databases serve, and serving.
+        let mut active = Vec::new();
+        for a in &c.active {
+            let url = self
+                .t()
+                .chat_servers
+                .iter()
+                .find(|s| s.name == a.name)
+                .map(|s| format!("http://{}", s.client))
+                .unwrap_or_default();
+            let serving = chat_serving(&url).await;
+            if a.data_center != c.serving_data_center && !c.active_across_data_centers {
+                problems.push(format!(
+                    "active server {} is in {}, the databases serve from {}",
+                    a.name, a.data_center, c.serving_data_center
+                ));
+            }
+            if !serving {
+                problems.push(format!("active server {} does not serve ({url})", a.name));
+            }
+            active.push(json!({ "name": a.name, "data_center": a.data_center, "url": url, "serving": serving }));
+        }
+        if c.active.is_empty() {
+            problems.push("no chat server is active".into());
+        }
+        out["active_servers"] = json!(active);
+        self.print_verification(&out);
+        if !problems.is_empty() {
+            out["problems"] = json!(problems);
+            bail!("verification failed: {}", problems.join("; "));
+        }
+        Ok(out)
+    }
+
+    /// Each copy's summary, waiting (up to 20 s) for mirrors and secondaries
+    /// to reach the serving copy's last LSN.
+    async fn summaries(&self, db: Database, roles: &[Role]) -> Vec<(Role, Result<Value, String>)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut out = Vec::new();
+            for &role in roles {
+                let s = match self.server(role) {
+                    Ok(s) => tokio::time::timeout(
+                        Duration::from_secs(5),
+                        s.ask(Request::Summary { db: db.wire() }),
+                    )
+                    .await
+                    .map_err(|_| "no answer".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                    Err(e) => Err(e.to_string()),
+                };
+                out.push((role, s));
+            }
+            let lsn = |s: &Result<Value, String>| {
+                s.as_ref().ok().map(|v| v["identity"]["last_lsn"].clone())
+            };
+            let first = lsn(&out[0].1);
+            let caught_up = out.iter().all(|(_, s)| lsn(s) == first);
+            if caught_up || Instant::now() > deadline {
+                return out;
+            }
+            for &role in &roles[1..] {
+                if let Ok(s) = self.server(role) {
+                    let _ = s.ask(Request::LogshipRun { db: db.wire() }).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn print_verification(&self, v: &Value) {
+        self.say(&format!(
+            "verification (pool state {}, configuration version {}):",
+            v["state"].as_str().unwrap_or(""),
+            v["version"]
+        ));
+        for db in DATABASES {
+            for row in v[db.name()].as_array().into_iter().flatten() {
+                let rooms = row["rooms"]
+                    .as_array()
+                    .map(|r| {
+                        r.iter()
+                            .map(|r| {
+                                format!("{}={}", r["name"].as_str().unwrap_or(""), r["messages"])
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                self.say(&format!(
+                    "  {:<8} {:<6} {:<14} {:<10} family {} fork {} last LSN {} {}{}",
+                    db.name(),
+                    row["server"].as_str().unwrap_or(""),
+                    row["role"].as_str().unwrap_or(""),
+                    row["state"].as_str().unwrap_or(""),
+                    short(&row["family_id"]),
+                    short(&row["fork_id"]),
+                    row["last_lsn"],
+                    if rooms.is_empty() {
+                        String::new()
+                    } else {
+                        format!("messages per room: {rooms}")
+                    },
+                    row["compliance_records"]
+                        .as_i64()
+                        .map(|n| format!("records {n}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        for a in v["active_servers"].as_array().into_iter().flatten() {
+            self.say(&format!(
+                "  active   {:<6} {:<4} {} {}",
+                a["name"].as_str().unwrap_or(""),
+                a["data_center"].as_str().unwrap_or(""),
+                a["url"].as_str().unwrap_or(""),
+                if a["serving"] == true {
+                    "serving"
+                } else {
+                    "NOT SERVING"
+                }
+            ));
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    v.as_str()
+        .map(|s| s.chars().take(8).collect())
+        .unwrap_or_default()
+}
+
+fn active_names(c: &PoolConfig) -> Vec<String> {
+    c.active.iter().map(|a| a.name.clone()).collect()
+}
+
+fn summary_line(note: &Value) -> String {
+    match note {
+        Value::Object(m) if m.contains_key("version") => {
+            format!(" (pool configuration version {})", m["version"])
+        }
+        _ => String::new(),
+    }
+}
+
+/// Whether a chat server says it serves (waiting up to 5 s: it follows a
+/// change within a second).
+async fn chat_serving(url: &str) -> bool {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let view = match client.get(format!("{url}/api/v1/pool")).send().await {
+            Ok(r) => r.json::<Value>().await.ok(),
+            Err(_) => None,
+        };
+        if view.is_some_and(|v| v["serving"] == true) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
