@@ -463,6 +463,7 @@ impl Run {
             if self.journal.is_done(step) {
                 continue;
             }
+            pause_point("before", step).await;
             let t0 = Instant::now();
             self.say(&format!(
                 "[{}/{total}] {} ...",
@@ -482,6 +483,8 @@ impl Run {
                 i + 1,
                 summary_line(&note)
             ));
+            // Done but not yet journaled: the worst moment to be killed.
+            pause_point("after", step).await;
             report[step.key()] = json!({ "seconds": secs, "result": note });
             self.journal.done.insert(step.key(), note);
             self.save()?;
@@ -1111,6 +1114,21 @@ impl Run {
                     "NOT SERVING"
                 }
             ));
+        }
+    }
+}
+
+/// Fault injection for drills and tests: with `PCHAT_DR_PAUSE=before:KEY`
+/// (or `after:KEY`, once the step has acted but before the journal records
+/// it) the runbook stops there and waits to be killed.
+async fn pause_point(when: &str, step: Step) {
+    let Ok(at) = std::env::var("PCHAT_DR_PAUSE") else {
+        return;
+    };
+    if at == format!("{when}:{}", step.key()) {
+        eprintln!("paused {at}");
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }
 }

@@ -17,6 +17,7 @@ mod e2e {
     pub mod pool;
     pub mod replication;
     pub mod room_model;
+    pub mod runbook;
     pub mod stream;
     pub mod topology;
 }
