@@ -57,6 +57,7 @@ impl Lab {
             }
             seen.push(line);
         }
+        let _ = child.wait();
         panic!(
             "dr {args:?} ended without pausing at {pause}: {}",
             seen.join("\n")
