@@ -893,7 +893,11 @@ impl Run {
                 )
                 .await?;
             let (pc, sc) = logship_configs(self.t(), db)?;
-            b.ship_from(p, pc, sc).await?;
+            b.ship_from(p, pc.clone(), sc).await?;
+            // The primary mirror's backup job ships once it is principal.
+            if let Ok(pm) = self.server(Role::PrimaryMirror) {
+                pm.ask(Request::LogshipPrimary { config: pc }).await?;
+            }
             out[db.name()] = json!({ "secondary_from_lsn": r["last_lsn"] });
         }
         Ok(out)

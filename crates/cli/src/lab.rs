@@ -433,6 +433,27 @@ fn configure_replication(
             &copy,
             "--continuous",
         ],
+    )?;
+    // The backup job on the primary mirror too (as SQL Server has it): it
+    // ships only while its copy is the principal, i.e. after a mirror
+    // failover.
+    pchat(
+        dir,
+        &[
+            "db",
+            "logship",
+            "configure",
+            "--primary",
+            &mirror,
+            "--secondary",
+            &backup,
+            "--share",
+            &share,
+            "--copy-to",
+            &copy,
+            "--continuous",
+            "--initialized",
+        ],
     )
 }
 

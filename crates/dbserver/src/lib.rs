@@ -92,10 +92,11 @@ pub async fn serve_with_metrics(
     let pool = Pool::open(&config.data_dir, place)?;
     pool.clone()
         .gossip(config.secret.clone(), config.name.clone());
+    let mirroring = Mirroring::start(hosted.clone(), config.secret.clone(), config.name.clone());
     let node = Arc::new(Node {
         pool,
-        logship: Logship::start(hosted.clone()),
-        mirroring: Mirroring::start(hosted.clone(), config.secret.clone(), config.name.clone()),
+        logship: Logship::start(hosted.clone(), mirroring.clone()),
+        mirroring,
         hosted,
         config,
     });

@@ -8,6 +8,7 @@
 //! start again with the server. The monitor keeps each job's last run.
 
 use crate::hosted::{db_name, internal, Hosted};
+use crate::mirror::Mirroring;
 use pchat_domain::Lsn;
 use pchat_engine::backup::{self, BackupError, BackupHeader, BackupKind, Recovery, RestoreOptions};
 use pchat_engine::DbState;
@@ -84,6 +85,9 @@ struct Job {
 
 pub struct Logship {
     hosted: Arc<Hosted>,
+    /// Which copy ships, and how far (a synchronous principal: what its
+    /// mirror has hardened).
+    mirroring: Arc<Mirroring>,
     jobs: Mutex<BTreeMap<String, Job>>,
 }
 
@@ -99,9 +103,10 @@ fn role_db(role: &Role) -> Db {
 }
 
 impl Logship {
-    pub fn start(hosted: Arc<Hosted>) -> Arc<Logship> {
+    pub fn start(hosted: Arc<Hosted>, mirroring: Arc<Mirroring>) -> Arc<Logship> {
         let l = Arc::new(Logship {
             hosted,
+            mirroring,
             jobs: Mutex::new(BTreeMap::new()),
         });
         let saved: BTreeMap<String, Role> = std::fs::read(l.path())
@@ -323,6 +328,12 @@ impl Logship {
             if *stop.borrow() {
                 return;
             }
+            // Only the serving copy ships, and a synchronous principal only
+            // what its mirror holds too.
+            let serving = self.hosted.state(config.db).ok() == Some(DbState::Online);
+            let Some(upto) = self.mirroring.backup_limit(config.db).filter(|_| serving) else {
+                continue;
+            };
             seq += 1;
             let db_file = self.hosted.file(config.db);
             let files = self.hosted.files_dir(config.db);
@@ -332,12 +343,13 @@ impl Logship {
                 pchat_engine::now_ms()
             ));
             let result = tokio::task::spawn_blocking(move || {
-                match backup::log_backup(
+                match backup::log_backup_through(
                     &db_file,
                     &to,
                     "logship",
                     "log shipping backup job",
                     files.as_deref(),
+                    upto,
                 ) {
                     Ok(h) => Ok(Some((to.display().to_string(), h.last_lsn))),
                     Err(BackupError::NothingToBackUp(_)) => Ok(None),

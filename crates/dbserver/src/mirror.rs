@@ -216,6 +216,28 @@ impl Mirroring {
         .flatten()
     }
 
+    /// How far log shipping's backup job may back up `db` here: None when
+    /// this copy is not the principal (a mirror, a deposed principal: the
+    /// serving copy ships); else Some(limit), where a synchronous principal
+    /// ships only what its connected mirror has hardened, so a mirror forced
+    /// into service never lacks what the log-shipping secondary holds (the
+    /// secondary could not follow its new fork otherwise).
+    pub fn backup_limit(&self, db: Db) -> Option<Option<Lsn>> {
+        match self.with(db, |p| {
+            let link = *p.link.borrow();
+            if p.deposed.is_some() || p.config.role != MirrorRole::Principal {
+                None
+            } else if p.config.mode != MirrorMode::Async && link.connected && !p.forced {
+                Some(Some(link.hardened))
+            } else {
+                Some(None)
+            }
+        }) {
+            None => Some(None), // not mirrored: everything
+            Some(limit) => limit,
+        }
+    }
+
     /// Waits, after `db` committed through `lsn`, until the acknowledgement
     /// may go out: at once for async or unmirrored databases; for sync, once
     /// the mirror has `lsn` or is away; for strict, once the mirror has it,

@@ -316,10 +316,26 @@ pub fn log_backup(
     description: &str,
     files_dir: Option<&Path>,
 ) -> Result<BackupHeader, BackupError> {
+    log_backup_through(db, to, name, description, files_dir, None)
+}
+
+/// `log_backup`, of the records through `upto` at most (log shipping on a
+/// synchronous principal: what the mirror has hardened).
+pub fn log_backup_through(
+    db: &Path,
+    to: &Path,
+    name: &str,
+    description: &str,
+    files_dir: Option<&Path>,
+    upto: Option<Lsn>,
+) -> Result<BackupHeader, BackupError> {
     let mut conn = database::open_connection(db)?;
     // A read transaction: identity and log rows seen at one point.
     let tx = conn.transaction()?;
     let mut header = header_of(&tx, BackupKind::Log, name, description)?;
+    if let Some(upto) = upto {
+        header.last_lsn = header.last_lsn.min(upto);
+    }
     let first = next_log_start(&tx)?;
     if first > header.last_lsn {
         return Err(BackupError::NothingToBackUp(header.last_lsn));

@@ -130,7 +130,8 @@ impl Drop for Lab {
 /// A chat server of an old configuration: pointed straight at a database
 /// server, following no pool configuration (what a server restored from an
 /// old image, or partitioned away, would do).
-fn stale_chat_server(lab: &Lab, name: &str, db: &str, dir: &Path) -> Server {
+/// Its error output when it does not even start.
+fn stale_chat_server(lab: &Lab, name: &str, db: &str, dir: &Path) -> Result<Server, String> {
     let mut cmd = pchat();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--server-name", name])
         .args(["--database", &lab.db[db]])
@@ -138,18 +139,26 @@ fn stale_chat_server(lab: &Lab, name: &str, db: &str, dir: &Path) -> Server {
         .arg(dir)
         .env("PCHAT_CLUSTER_SECRET_FILE", lab.secret_file())
         .env("PCHAT_LOG", "error")
-        .stdout(std::process::Stdio::piped());
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let url = loop {
-        let line = lines.next().expect("stale server exited").unwrap();
-        if let Some(u) = line.strip_prefix("pchat listening on ") {
-            break u.trim().to_string();
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(u) = line.strip_prefix("pchat listening on ") {
+                    break u.trim().to_string();
+                }
+            }
+            _ => {
+                let out = child.wait_with_output().unwrap();
+                return Err(String::from_utf8_lossy(&out.stderr).to_string());
+            }
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Server::attach(child, url, dir)
+    Ok(Server::attach(child, url, dir))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -238,7 +247,7 @@ async fn active_servers_pool_state_and_fencing() {
     // A chat server of a stale configuration writes nothing: the database
     // server fences it (signing in writes a session).
     let stale_dir = tempfile::tempdir().unwrap();
-    let stale = stale_chat_server(&lab, "chat1", "db1", stale_dir.path());
+    let stale = stale_chat_server(&lab, "chat1", "db1", stale_dir.path()).unwrap();
     let s = stale.client();
     let a = s
         .call(
@@ -333,23 +342,32 @@ async fn the_pool_configuration_survives_the_loss_of_a_data_center() {
     assert_eq!(view["version"], 3, "{view}");
     assert_eq!(view["state"], "failed-over");
     let stale_dir = tempfile::tempdir().unwrap();
-    let stale = stale_chat_server(&lab, "chat3", "db1", stale_dir.path());
-    let a = stale
-        .client()
-        .call(
-            "POST",
-            "/api/v1/sessions",
-            None,
-            json!({"name": ADMIN, "password": ADMIN_PW}),
-        )
-        .await;
-    assert_eq!((a.status, a.code()), (503, "server_inactive"), "{}", a.body);
+    // Its databases do not serve at all now: a chat server of the old
+    // configuration pointed at it cannot even start.
+    let e = stale_chat_server(&lab, "chat3", "db1", stale_dir.path())
+        .err()
+        .expect("a chat server started on the old primary");
+    assert!(e.contains("does not serve"), "{e}");
+    let status = lab_db_status(&lab, "db1");
     assert!(
-        a.body["error"]["message"]
+        status["databases"][0]["refusal"]
             .as_str()
             .unwrap()
             .contains("primary database server"),
-        "{}",
-        a.body
+        "{status}"
     );
+}
+
+fn lab_db_status(lab: &Lab, server: &str) -> Value {
+    let out = pchat()
+        .args(["db", "status", "--json", "--server", &lab.db[server]])
+        .env("PCHAT_CLUSTER_SECRET_FILE", lab.secret_file())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
