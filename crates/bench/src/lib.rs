@@ -11,8 +11,9 @@
 //! room's messages in order with no gap and no duplicate.
 //!
 //! [`test_message`] is the one-message synthetic check behind
-//! `pchat admin test-message`.
+//! `pchat admin test-message`; [`drill`] is the load of `pchat lab drill`.
 
+pub mod drill;
 mod probe;
 pub use probe::{test_message, ProbeConfig, ProbeReport};
 

@@ -9,6 +9,8 @@
 //! address, pid), `logs/NAME.log`, and one data directory per server.
 //! Processes run in their own process group, so they outlive `lab up`.
 
+mod drill;
+
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,13 @@ pub enum LabCmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// The whole story under load, measured: normal operation, the
+    /// principal database server killed (its mirror takes over), the
+    /// primary data center killed, failover, chat on the backup side, the
+    /// primary rebuilt, failback, chat again. Exits non-zero when anything
+    /// acknowledged was lost that the report cannot account for, or
+    /// anything was duplicated.
+    Drill(drill::DrillArgs),
     /// Fresh, empty database servers in a data center (as Topology Builder
     /// reinstalls them), and its chat servers started again. Its processes
     /// must be down (kill-dc first).
@@ -87,10 +96,33 @@ pub struct Lab {
 
 const DC: [&str; 2] = ["dc1", "dc2"];
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `n` distinct free ports, each held until all are chosen. They are taken
+/// below the kernel's ephemeral range (which starts at 32768 by default),
+/// from a random start, so that no connection another program opens
+/// meanwhile can take one before the lab's servers bind it.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    const LOW: u16 = 20000;
+    const SPAN: u16 = 12000;
+    let mut start = [0u8; 2];
+    getrandom::fill(&mut start).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let start = u16::from_le_bytes(start) % SPAN;
+    let mut held = Vec::new();
+    for i in 0..SPAN {
+        if held.len() == n {
+            break;
+        }
+        let port = LOW + (start + i) % SPAN;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        bail!("cannot find {n} free ports on 127.0.0.1");
+    }
+    Ok(held
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 fn topology_text(dir: &Path, ports: &[u16]) -> String {
@@ -257,15 +289,27 @@ pub fn run(cmd: LabCmd) -> anyhow::Result<()> {
             dir,
             json,
             mirroring,
-        } => up(&dir, json, mirroring),
+        } => {
+            let (dir, lab) = up(&dir, mirroring)?;
+            print_lab(&dir, &lab, json);
+            Ok(())
+        }
         LabCmd::Down { dir } => down(&dir),
         LabCmd::Status { dir, json } => status(&dir, json),
-        LabCmd::KillDc { which, dir } => kill_dc(&dir, which),
-        LabCmd::RebuildDc { which, dir } => rebuild_dc(&dir, which),
+        LabCmd::KillDc { which, dir } => {
+            println!("{}", kill_dc(&dir, which)?);
+            Ok(())
+        }
+        LabCmd::RebuildDc { which, dir } => {
+            println!("{}", rebuild_dc(&dir, which)?);
+            Ok(())
+        }
+        LabCmd::Drill(args) => drill::run(args),
     }
 }
 
-fn up(dir: &Path, json: bool, mirroring: crate::db::replication::Mode) -> anyhow::Result<()> {
+/// Starts whatever of the lab is not running; where it lives, and its lab.
+fn up(dir: &Path, mirroring: crate::db::replication::Mode) -> anyhow::Result<(PathBuf, Lab)> {
     std::fs::create_dir_all(dir.join("share"))?;
     std::fs::create_dir_all(dir.join("copy"))?;
     let dir = &dir
@@ -278,12 +322,11 @@ fn up(dir: &Path, json: bool, mirroring: crate::db::replication::Mode) -> anyhow
         std::fs::write(dir.join("secret"), hex)?;
     }
     let topo_path = dir.join("topology.toml");
-    if !topo_path.exists() {
+    let fresh = !topo_path.exists();
+    if fresh {
         // Chat servers' client addresses, database servers, then chat
         // servers' admin addresses (kept free for them).
-        let ports = (0..12)
-            .map(|_| free_port())
-            .collect::<Result<Vec<_>, _>>()?;
+        let ports = free_ports(12)?;
         std::fs::write(&topo_path, topology_text(dir, &ports))?;
     }
     let topology = crate::topology::load(&topo_path)?;
@@ -322,9 +365,12 @@ fn up(dir: &Path, json: bool, mirroring: crate::db::replication::Mode) -> anyhow
     for c in &topology.chat_servers {
         wait_tcp(&c.client, &c.name)?;
     }
-    wait_usable(dir)?;
-    print_lab(dir, &lab, json);
-    Ok(())
+    // A new lab is handed over serving; one brought up again is as the
+    // runbooks left it (perhaps failed over to databases that are gone).
+    if fresh {
+        wait_usable(dir)?;
+    }
+    Ok((dir.clone(), lab))
 }
 
 /// Waits until the pool serves: some chat server serving and, when
@@ -542,7 +588,8 @@ fn dc_of(dir: &Path, which: Which) -> anyhow::Result<String> {
     })
 }
 
-fn kill_dc(dir: &Path, which: Which) -> anyhow::Result<()> {
+/// SIGKILLs a data center's processes; what was killed.
+fn kill_dc(dir: &Path, which: Which) -> anyhow::Result<String> {
     let lab = load(dir)?;
     let dc = dc_of(dir, which)?;
     let mut killed = Vec::new();
@@ -561,11 +608,10 @@ fn kill_dc(dir: &Path, which: Which) -> anyhow::Result<()> {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    println!("data center {dc}: SIGKILL {}", killed.join(" "));
-    Ok(())
+    Ok(format!("data center {dc}: SIGKILL {}", killed.join(" ")))
 }
 
-fn rebuild_dc(dir: &Path, which: Which) -> anyhow::Result<()> {
+fn rebuild_dc(dir: &Path, which: Which) -> anyhow::Result<String> {
     let mut lab = load(dir)?;
     let dc = dc_of(dir, which)?;
     let topology = crate::topology::load(&dir.join("topology.toml"))?;
@@ -602,8 +648,9 @@ fn rebuild_dc(dir: &Path, which: Which) -> anyhow::Result<()> {
         lab.processes.push(p);
         save(dir, &lab)?;
     }
-    println!("data center {dc}: fresh database servers and its chat servers started");
-    Ok(())
+    Ok(format!(
+        "data center {dc}: fresh database servers and its chat servers started"
+    ))
 }
 
 fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
