@@ -621,6 +621,17 @@ pub enum ServerFrame {
         room: RoomId,
         until: Timestamp,
     },
+    /// The room's history ends before the client's cursor: after a
+    /// data-center failover, the messages it saw after `last_seq` were not
+    /// shipped and are not in this history (`fork_id` names the database's
+    /// new history). Delivery goes on from `last_seq`; a client re-sends its
+    /// own lost posts with their `client_msg_id`.
+    HistoryRewound {
+        room: RoomId,
+        your_seq: Seq,
+        last_seq: Seq,
+        fork_id: String,
+    },
     /// The server is shutting down or no longer active in the pool;
     /// reconnect (to it or one of `active_servers`) and resume from your
     /// cursors, re-sending unacknowledged posts with their `client_msg_id`.

@@ -421,6 +421,32 @@ impl Connection {
                 self.state
                     .record_access(&self.user, room, pchat_domain::AccessKind::History);
             }
+            // The client saw messages this history does not hold: the pool
+            // failed over to a copy that had not received them (they were
+            // not shipped). Say so, and deliver from where it now ends, or
+            // the messages that take those seqs would never reach it.
+            let cursor = if cursor > last {
+                let fork_id = self
+                    .state
+                    .store
+                    .identity()
+                    .await
+                    .map(|i| i.fork_id)
+                    .unwrap_or_default();
+                self.send(
+                    sink,
+                    &ServerFrame::HistoryRewound {
+                        room,
+                        your_seq: cursor,
+                        last_seq: last,
+                        fork_id,
+                    },
+                )
+                .await?;
+                last
+            } else {
+                cursor
+            };
             // Register first, then read history: see the module docs.
             let already = self.cursors.insert(room, cursor.max(0)).is_some();
             if !already {

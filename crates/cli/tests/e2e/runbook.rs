@@ -234,12 +234,36 @@ async fn failover_failback_and_switchover_lose_nothing() {
     lab.wait_serving("chat3", true).await;
     let admin3 = c3.admin().await;
     assert_eq!(c3.history(&admin3, room).await.len(), 20);
+    // A client that had seen seq 25 (acknowledged on the lost primary, never
+    // shipped) is told the history now ends at 20, on a new fork, and gets
+    // the messages that take seqs 21, 22, ... from here.
+    let mut ws = ws_connect(&format!(
+        "{}/api/v1/stream?access_token={admin3}",
+        c3.base.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    ws_send(
+        &mut ws,
+        json!({"type": "subscribe", "rooms": {room.to_string(): 25}}),
+    )
+    .await;
+    let frames = ws_until(&mut ws, "subscribed").await;
+    let rewound = &frames[0];
+    assert_eq!(rewound["type"], "history_rewound", "{frames:?}");
+    assert_eq!(
+        (rewound["your_seq"].as_i64(), rewound["last_seq"].as_i64()),
+        (Some(25), Some(20))
+    );
+    assert_eq!(rewound["fork_id"], report["verify"]["mgc"][0]["fork_id"]);
+    assert_eq!(frames.last().unwrap()["rooms"][room.to_string()], 20);
     for i in 21..=30 {
         let a = c3
             .post(&admin3, room, &format!("p{i}"), &format!("p{i}"))
             .await;
         assert_eq!(a.status, 201, "{}", a.body);
     }
+    let frames = ws_until(&mut ws, "message").await;
+    assert_eq!(frames.last().unwrap()["seq"], 21, "{frames:?}");
 
     // The old data center comes back on its old data: its chat servers
     // stay inactive and its old primary serves no one.
