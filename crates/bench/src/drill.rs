@@ -128,6 +128,25 @@ impl Load {
         }
     }
 
+    /// The longest time without an acknowledgement between `from` and
+    /// `to` (an outage, however in-flight answers straddle its start).
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let mut times: Vec<Instant> = self
+            .shared
+            .acks
+            .lock()
+            .map(|a| a.iter().map(|x| x.at).filter(|t| *t >= from && *t <= to).collect())
+            .unwrap_or_default();
+        times.sort();
+        let mut prev = from;
+        let mut longest = Duration::ZERO;
+        for t in times.into_iter().chain(std::iter::once(to)) {
+            longest = longest.max(t.saturating_duration_since(prev));
+            prev = t;
+        }
+        longest
+    }
+
     /// Stops the clients once each has its current post acknowledged (30 s
     /// at most); every acknowledgement.
     pub async fn stop(self) -> Vec<Ack> {

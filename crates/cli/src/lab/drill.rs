@@ -272,11 +272,12 @@ async fn drill(args: &DrillArgs) -> anyhow::Result<Value> {
     say(
         args,
         &format!(
-            "   first acknowledgement {:.2} s after the kill",
+            "   first acknowledgement {:.3} s after the kill",
             rto_mirror.as_secs_f64()
         ),
     );
     tokio::time::sleep(args.phase).await;
+    let mirror_outage = load.longest_gap(t_mirror, Instant::now());
 
     // Everything acknowledged so far must be in the history now.
     let t_snapshot = Instant::now();
@@ -338,6 +339,7 @@ async fn drill(args: &DrillArgs) -> anyhow::Result<Value> {
 
     say(args, "5. chat on the backup side");
     tokio::time::sleep(args.phase).await;
+    let dc_outage = load.longest_gap(t_dc, Instant::now());
 
     say(
         args,
@@ -377,6 +379,7 @@ async fn drill(args: &DrillArgs) -> anyhow::Result<Value> {
 
     say(args, "7. chat again");
     tokio::time::sleep(args.phase).await;
+    let failback_outage = load.longest_gap(t_failback, Instant::now());
     let (url, token) = load.reader().await.context("no active chat server")?;
     let (retries, refused) = load.retries();
     let acks = load.stop().await;
@@ -416,11 +419,11 @@ async fn drill(args: &DrillArgs) -> anyhow::Result<Value> {
         "retried_posts": retries,
         "refused_posts": refused,
         "rto_seconds": {
-            "mirror_failover": secs(rto_mirror),
+            "mirror_failover": secs(mirror_outage),
             "dc_failover": secs(rto_failover),
-            "dc_outage": secs(rto_failover + (t_failover - t_dc)),
+            "dc_outage": secs(dc_outage),
             "failback_runbook": secs(failback_took),
-            "failback_first_ack": secs(rto_failback),
+            "failback_outage": secs(failback_outage),
             "overall": secs(finished),
         },
         "rpo_seconds": secs(rpo),
