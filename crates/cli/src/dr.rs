@@ -766,8 +766,14 @@ impl Run {
             // A half-made pair from an interrupted run is made again.
             let _ = p.ask(Request::MirrorRemove { db: db.wire() }).await;
             let _ = m.ask(Request::MirrorRemove { db: db.wire() }).await;
-            let r = m.mirror_of(p, db, &share, mode, true).await?;
-            out[db.name()] = json!({ "mirror_from_lsn": r["last_lsn"] });
+            if self.journal.facts.contains_key(&restored_key(mirror, db)) {
+                // Restored from the failback's backup: it follows from there.
+                m.pair_with(p, db, mode).await?;
+                out[db.name()] = json!("paired");
+            } else {
+                let r = m.mirror_of(p, db, &share, mode, true).await?;
+                out[db.name()] = json!({ "mirror_from_lsn": r["last_lsn"] });
+            }
         }
         Ok(out)
     }
@@ -812,53 +818,76 @@ impl Run {
         Ok(out)
     }
 
+    /// The full backup restored at once over the primary (with recovery:
+    /// ready to use) and over the primary mirror and the backup (with
+    /// norecovery: they follow the primary's new fork from there), so the
+    /// failback copies the data once and restores it in parallel.
     async fn restore_primary(&mut self) -> anyhow::Result<Value> {
+        use pchat_store::Recovery;
         let backup = self
             .journal
             .facts
             .get("backup")
             .cloned()
             .context("the journal lacks the full backup's files (step backup-to-share)")?;
-        let p = self.server(Role::Primary)?.clone();
+        let targets = [
+            (Role::Primary, Recovery::Recovery),
+            (Role::PrimaryMirror, Recovery::NoRecovery),
+            (Role::Backup, Recovery::NoRecovery),
+        ];
         let mut out = json!({});
         for db in DATABASES {
-            let made = &backup[db.name()];
-            let e = p.database(db).await?;
-            if e["state"] == "ONLINE"
-                && e["family_id"] == made["family_id"]
-                && e["last_lsn"].as_i64() >= made["last_lsn"].as_i64()
-                && e["mirroring"].is_null()
-                && self
-                    .journal
-                    .facts
-                    .contains_key(&format!("restored-{}", db.name()))
-            {
-                out[db.name()] = json!("already restored");
-                continue;
+            let file = backup[db.name()]["file"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut work = Vec::new();
+            for (role, recovery) in targets {
+                if self.journal.facts.contains_key(&restored_key(role, db)) {
+                    out[db.name()][role.as_str()] = json!("already restored");
+                    continue;
+                }
+                let (s, file) = (self.server(role)?.clone(), file.clone());
+                self.say(&format!(
+                    "  {}: restoring {file} over {} ({})",
+                    db.name(),
+                    self.name(role),
+                    if recovery == Recovery::Recovery {
+                        "recovery"
+                    } else {
+                        "norecovery"
+                    }
+                ));
+                work.push(async move {
+                    let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
+                    let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
+                    let r = s
+                        .ask(Request::Restore {
+                            db: db.wire(),
+                            from: file,
+                            replace: true,
+                            recovery,
+                        })
+                        .await;
+                    (role, r)
+                });
             }
-            let _ = p.ask(Request::MirrorRemove { db: db.wire() }).await;
-            let file = made["file"].as_str().unwrap_or_default().to_string();
-            self.say(&format!(
-                "  {}: restoring {file} over {}",
-                db.name(),
-                p.addr
-            ));
-            let r = self
+            let done = self
                 .long(
-                    p.ask(Request::Restore {
-                        db: db.wire(),
-                        from: file,
-                        replace: true,
-                        recovery: pchat_store::Recovery::Recovery,
-                    }),
+                    async { Ok(futures_util::future::join_all(work).await) },
                     None,
                 )
                 .await?;
-            self.journal
-                .facts
-                .insert(format!("restored-{}", db.name()), json!(true));
+            for (role, r) in done {
+                let r = r.with_context(|| {
+                    format!("restoring {} over {}", db.name(), self.name(role))
+                })?;
+                self.journal
+                    .facts
+                    .insert(restored_key(role, db), json!(true));
+                out[db.name()][role.as_str()] = r;
+            }
             self.save()?;
-            out[db.name()] = r;
         }
         Ok(out)
     }
@@ -886,12 +915,19 @@ impl Run {
             }
             let _ = p.ask(Request::LogshipRemove { db: db.wire() }).await;
             let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
-            let r = self
-                .long(
+            // Restored from the failback's backup, the backup follows the
+            // primary's new fork from there; otherwise it starts afresh.
+            let r = if self.journal.facts.contains_key(&restored_key(Role::Backup, db))
+                && here["state"] != "ONLINE"
+            {
+                here.clone()
+            } else {
+                self.long(
                     b.initialise_from(p, db, &share, pchat_store::Recovery::NoRecovery, true),
                     None,
                 )
-                .await?;
+                .await?
+            };
             let (pc, sc) = logship_configs(self.t(), db)?;
             b.ship_from(p, pc.clone(), sc).await?;
             // The primary mirror's backup job ships once it is principal.
@@ -967,6 +1003,9 @@ impl Run {
                     Ok(s) => {
                         if let Ok(f) = first {
                             for field in ["family_id", "fork_id", "last_lsn"] {
+                                if field == "fork_id" && follows_fork(s, f) {
+                                    continue;
+                                }
                                 if s["identity"][field] != f["identity"][field] {
                                     problems.push(format!(
                                         "{} on {name}: {field} {} differs from the serving copy's {}",
@@ -1135,6 +1174,27 @@ async fn pause_point(when: &str, step: Step) {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }
+}
+
+/// Whether `copy` is on an older fork of `serving`'s history and holds
+/// nothing past the point where the serving fork begins: a copy restored
+/// from the failback's backup, which takes the new fork with its first
+/// record.
+fn follows_fork(copy: &Value, serving: &Value) -> bool {
+    let forks = serving["forks"].as_array().cloned().unwrap_or_default();
+    let current = &serving["identity"]["fork_id"];
+    let start = forks
+        .iter()
+        .find(|f| &f["fork_id"] == current)
+        .and_then(|f| f["start_lsn"].as_i64());
+    let known = forks.iter().any(|f| f["fork_id"] == copy["identity"]["fork_id"]);
+    known
+        && start.is_some_and(|s| copy["identity"]["last_lsn"].as_i64() == Some(s - 1))
+}
+
+/// The journal's fact that the failback's backup was restored over `role`.
+fn restored_key(role: Role, db: Database) -> String {
+    format!("restored-{}-{}", role.as_str(), db.name())
 }
 
 fn short(v: &Value) -> String {

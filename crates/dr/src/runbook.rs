@@ -58,12 +58,12 @@ pub enum Step {
     RemoveBackupMirroring,
     /// Failback: full backup of backup mgc and mgccomp to the share.
     BackupToShare,
-    /// Failback: restore them over the primary, with replace and recovery.
+    /// Failback: restore them over the primary, with replace and recovery,
+    /// and over the primary mirror and the backup with norecovery.
     RestorePrimary,
     /// Failback: mirror the primary to the primary mirror.
     MirrorPrimary,
-    /// Failback: log shipping from the primary to the backup again (the
-    /// backup re-initialised from a full backup of the primary).
+    /// Failback: log shipping from the primary to the backup again.
     ShipFromPrimary,
     /// Compare the copies of mgc and mgccomp and check the active servers.
     Verify,
@@ -132,13 +132,13 @@ impl Step {
             }
             Step::BackupToShare => format!("full backup of mgc and mgccomp on {b} to {share}"),
             Step::RestorePrimary => format!(
-                "restore them over {p} with replace and recovery (the primary is ready to use)"
+                "restore them over {p} with replace and recovery (ready to use), and at the same time over {pm} and {b} with norecovery"
             ),
             Step::MirrorPrimary => format!(
-                "mirror mgc and mgccomp from {p} to {pm} (initialised from a full backup through {share})"
+                "mirror mgc and mgccomp from {p} to {pm} ({pm} follows from the restored backup)"
             ),
             Step::ShipFromPrimary => format!(
-                "log shipping from {p} to {b} again ({b} re-initialised from a full backup of {p})"
+                "log shipping from {p} (and {pm} once it is principal) to {b} again ({b} follows from the restored backup)"
             ),
             Step::Verify => "verify: family, fork, last LSN and messages per room of mgc and mgccomp on every copy; active servers in the serving data center".into(),
         }

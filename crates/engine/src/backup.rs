@@ -298,7 +298,7 @@ pub fn full_backup(
 fn next_log_start(conn: &Connection) -> rusqlite::Result<Lsn> {
     Ok(conn
         .query_row(
-            "SELECT max(last_lsn) FROM backup_history WHERE kind = 'log'",
+            "SELECT max(last_lsn) FROM backup_history WHERE kind IN ('log', 'chain')",
             [],
             |r| r.get::<_, Option<Lsn>>(0),
         )?
@@ -699,6 +699,15 @@ fn restore_full(
         conn.pragma_update(None, "journal_mode", "DELETE")?;
         let tx = conn.unchecked_transaction()?;
         let out = set_state(&tx, opts.recovery)?;
+        if opts.recovery == Recovery::Recovery {
+            // A new history begins at the backup's last LSN: its log chain
+            // starts after it (a secondary is initialised from this backup
+            // or a later one), not at whatever the source had backed up.
+            tx.execute(
+                "INSERT INTO backup_history (kind, first_lsn, last_lsn, file, created_at) VALUES ('chain', ?1, ?1, ?2, ?3)",
+                params![header.last_lsn, backup.display().to_string(), crate::now_ms()],
+            )?;
+        }
         tx.commit()?;
         drop(conn);
         std::fs::File::open(&tmp)?.sync_all()?;
@@ -1181,6 +1190,9 @@ pub fn chain_gaps(found: &[Found]) -> Vec<(String, String, Lsn, Lsn)> {
 pub struct Summary {
     pub identity: pchat_store::Identity,
     pub state: DbState,
+    /// The fork history (a copy restored from a backup is on an older fork
+    /// until the first record of the newer one reaches it).
+    pub forks: Vec<Fork>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rooms: Vec<RoomSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1212,6 +1224,7 @@ pub fn summary(db: &Path) -> Result<Summary, BackupError> {
         .map(|n| n > 0)
     };
     let mut out = Summary {
+        forks: forks(&conn)?,
         identity,
         state,
         rooms: Vec::new(),

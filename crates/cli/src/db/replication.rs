@@ -286,6 +286,18 @@ impl Server {
                 replace,
             )
             .await?;
+        self.pair_with(principal, db, mode).await?;
+        Ok(r)
+    }
+
+    /// Pairs this copy of `db` (restored WITH NORECOVERY from a backup of
+    /// the principal's history) as the mirror of `principal`.
+    pub(crate) async fn pair_with(
+        &self,
+        principal: &Server,
+        db: Database,
+        mode: MirrorMode,
+    ) -> anyhow::Result<()> {
         self.ask(Request::MirrorSet {
             db: db.wire(),
             role: MirrorRole::Mirror,
@@ -301,7 +313,7 @@ impl Server {
                 mode,
             })
             .await?;
-        Ok(r)
+        Ok(())
     }
 
     /// Log shipping of `db` from `primary` to this server (the secondary).
