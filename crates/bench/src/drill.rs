@@ -135,7 +135,12 @@ impl Load {
             .shared
             .acks
             .lock()
-            .map(|a| a.iter().map(|x| x.at).filter(|t| *t >= from && *t <= to).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.at)
+                    .filter(|t| *t >= from && *t <= to)
+                    .collect()
+            })
             .unwrap_or_default();
         times.sort();
         let mut prev = from;

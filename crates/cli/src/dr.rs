@@ -879,9 +879,8 @@ impl Run {
                 )
                 .await?;
             for (role, r) in done {
-                let r = r.with_context(|| {
-                    format!("restoring {} over {}", db.name(), self.name(role))
-                })?;
+                let r =
+                    r.with_context(|| format!("restoring {} over {}", db.name(), self.name(role)))?;
                 self.journal
                     .facts
                     .insert(restored_key(role, db), json!(true));
@@ -917,7 +916,10 @@ impl Run {
             let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
             // Restored from the failback's backup, the backup follows the
             // primary's new fork from there; otherwise it starts afresh.
-            let r = if self.journal.facts.contains_key(&restored_key(Role::Backup, db))
+            let r = if self
+                .journal
+                .facts
+                .contains_key(&restored_key(Role::Backup, db))
                 && here["state"] != "ONLINE"
             {
                 here.clone()
@@ -1187,9 +1189,10 @@ fn follows_fork(copy: &Value, serving: &Value) -> bool {
         .iter()
         .find(|f| &f["fork_id"] == current)
         .and_then(|f| f["start_lsn"].as_i64());
-    let known = forks.iter().any(|f| f["fork_id"] == copy["identity"]["fork_id"]);
-    known
-        && start.is_some_and(|s| copy["identity"]["last_lsn"].as_i64() == Some(s - 1))
+    let known = forks
+        .iter()
+        .any(|f| f["fork_id"] == copy["identity"]["fork_id"]);
+    known && start.is_some_and(|s| copy["identity"]["last_lsn"].as_i64() == Some(s - 1))
 }
 
 /// The journal's fact that the failback's backup was restored over `role`.

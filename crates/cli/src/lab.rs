@@ -266,21 +266,26 @@ fn start_chat(dir: &Path, c: &pchat_dr::topology::ChatServer) -> anyhow::Result<
     })
 }
 
-/// Runs `pchat ARGS` to completion (the lab's replication set-up).
-fn pchat(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+/// Runs `pchat ARGS` to completion with the lab's secret (replication
+/// set-up, the drill's runbooks); its output as JSON (null if it is not).
+fn pchat<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> anyhow::Result<serde_json::Value> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .args(args)
         .env("PCHAT_CLUSTER_SECRET_FILE", dir.join("secret"))
         .output()?;
     if !out.status.success() {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         bail!(
             "pchat {} failed: {}",
-            args.join(" "),
+            shown.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
 }
 
 pub fn run(cmd: LabCmd) -> anyhow::Result<()> {
@@ -335,15 +340,8 @@ fn up(dir: &Path, mirroring: crate::db::replication::Mode) -> anyhow::Result<(Pa
     let mut lab = load(dir).unwrap_or(Lab {
         processes: Vec::new(),
     });
-    let running =
-        |lab: &Lab, name: &str| lab.processes.iter().any(|p| p.name == name && alive(p.pid));
     for d in &topology.database_servers {
-        if !running(&lab, &d.name) {
-            let p = start_database(dir, d)?;
-            lab.processes.retain(|x| x.name != p.name);
-            lab.processes.push(p);
-            save(dir, &lab)?;
-        }
+        ensure_running(dir, &mut lab, &d.name, || start_database(dir, d))?;
     }
     for d in &topology.database_servers {
         wait_tcp(&d.address, &d.name)?;
@@ -355,12 +353,7 @@ fn up(dir: &Path, mirroring: crate::db::replication::Mode) -> anyhow::Result<(Pa
         std::fs::write(dir.join("replication-configured"), b"")?;
     }
     for c in &topology.chat_servers {
-        if !running(&lab, &c.name) {
-            let p = start_chat(dir, c)?;
-            lab.processes.retain(|x| x.name != p.name);
-            lab.processes.push(p);
-            save(dir, &lab)?;
-        }
+        ensure_running(dir, &mut lab, &c.name, || start_chat(dir, c))?;
     }
     for c in &topology.chat_servers {
         wait_tcp(&c.client, &c.name)?;
@@ -371,6 +364,22 @@ fn up(dir: &Path, mirroring: crate::db::replication::Mode) -> anyhow::Result<(Pa
         wait_usable(dir)?;
     }
     Ok((dir.clone(), lab))
+}
+
+/// Starts `name` unless it runs, and notes it in lab.json.
+fn ensure_running(
+    dir: &Path,
+    lab: &mut Lab,
+    name: &str,
+    start: impl FnOnce() -> anyhow::Result<Process>,
+) -> anyhow::Result<()> {
+    if lab.processes.iter().any(|p| p.name == name && alive(p.pid)) {
+        return Ok(());
+    }
+    let p = start()?;
+    lab.processes.retain(|x| x.name != p.name);
+    lab.processes.push(p);
+    save(dir, lab)
 }
 
 /// Waits until the pool serves: some chat server serving and, when
@@ -500,7 +509,8 @@ fn configure_replication(
             "--continuous",
             "--initialized",
         ],
-    )
+    )?;
+    Ok(())
 }
 
 fn print_lab(dir: &Path, lab: &Lab, json: bool) {

@@ -75,14 +75,12 @@ impl Pool {
         serde_json::from_value(answer["config"].clone()).context("unexpected answer")
     }
 
-    /// The newest copy any database server holds, with what each holds.
-    pub async fn read(&self) -> anyhow::Result<(PoolConfig, Vec<Copy>)> {
-        let asks = self
-            .topology
-            .database_servers
-            .iter()
-            .map(|d| self.ask(&d.address, Request::PoolGet));
-        let answers = futures_util::future::join_all(asks).await;
+    /// What each database server answered (in topology order), and the
+    /// configurations among the answers.
+    fn copies(
+        &self,
+        answers: Vec<anyhow::Result<Option<PoolConfig>>>,
+    ) -> (Vec<Copy>, Vec<PoolConfig>) {
         let mut copies = Vec::new();
         let mut held = Vec::new();
         for (d, a) in self.topology.database_servers.iter().zip(answers) {
@@ -101,6 +99,18 @@ impl Pool {
                 error,
             });
         }
+        (copies, held)
+    }
+
+    /// The newest copy any database server holds, with what each holds.
+    pub async fn read(&self) -> anyhow::Result<(PoolConfig, Vec<Copy>)> {
+        let asks = self
+            .topology
+            .database_servers
+            .iter()
+            .map(|d| self.ask(&d.address, Request::PoolGet));
+        let answers = futures_util::future::join_all(asks).await;
+        let (copies, held) = self.copies(answers);
         if copies.iter().all(|c| c.error.is_some()) {
             let why: Vec<String> = copies
                 .iter()
@@ -140,19 +150,7 @@ impl Pool {
             )
         });
         let answers = futures_util::future::join_all(puts).await;
-        let mut copies = Vec::new();
-        for (d, a) in self.topology.database_servers.iter().zip(answers) {
-            let (version, error) = match a {
-                Ok(c) => (c.map(|c| c.version), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            copies.push(Copy {
-                server: d.name.clone(),
-                data_center: d.data_center.clone(),
-                version,
-                error,
-            });
-        }
+        let (copies, _) = self.copies(answers);
         // A conflict means another change took this version first.
         if let Some(c) = copies
             .iter()

@@ -60,25 +60,10 @@ fn say(args: &DrillArgs, line: &str) {
     }
 }
 
-/// `pchat ARGS` (with the lab's secret); its stdout as JSON.
+/// `pchat ARGS` with the lab's secret, off the runtime; its output as JSON.
 async fn pchat(dir: &Path, args: Vec<String>) -> anyhow::Result<Value> {
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let exe = std::env::current_exe()?;
-        let out = std::process::Command::new(exe)
-            .args(&args)
-            .env("PCHAT_CLUSTER_SECRET_FILE", dir.join("secret"))
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "pchat {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
-    })
-    .await?
+    blocking(move || super::pchat(&dir, &args)).await
 }
 
 async fn blocking<T: Send + 'static>(
