@@ -243,6 +243,23 @@ async fn active_servers_pool_state_and_fencing() {
         .map(|m| m["body"].clone())
         .collect();
     assert_eq!(bodies, [json!("one"), json!("two")]);
+    // The stream resumes on chat2 from the cursor it had on chat1 (seq 1):
+    // the message after it, once, then live.
+    let mut ws2 = ws_connect(&format!(
+        "{}/api/v1/stream?access_token={admin2}",
+        c2.base.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    ws_send(
+        &mut ws2,
+        json!({"type": "subscribe", "rooms": {room.to_string(): 1}}),
+    )
+    .await;
+    let frames = ws_until(&mut ws2, "subscribed").await;
+    assert_eq!(seqs(&frames), [2], "{frames:?}");
+    assert_eq!(c2.post(&admin2, room, "three", "m3").await.status, 201);
+    let frames = ws_until(&mut ws2, "message").await;
+    assert_eq!(seqs(&frames), [3], "{frames:?}");
 
     // A chat server of a stale configuration writes nothing: the database
     // server fences it (signing in writes a session).
