@@ -795,6 +795,7 @@ impl Run {
                 db.name()
             );
             self.say(&format!("  {}: full backup to {file}", db.name()));
+            let expected = b.database(db).await?["bytes"].as_u64().unwrap_or(0);
             let h = self
                 .long(
                     b.ask(Request::Backup {
@@ -808,7 +809,7 @@ impl Run {
                             b.addr
                         ),
                     }),
-                    Some(&file),
+                    Some((&file, expected)),
                 )
                 .await?;
             out[db.name()] =
@@ -941,12 +942,13 @@ impl Run {
         Ok(out)
     }
 
-    /// Awaits a long operation, printing progress every 2 s (the bytes
-    /// written so far when `file` is a path this machine sees).
+    /// Awaits a long operation, printing progress every 2 s: a bar of the
+    /// bytes written so far against `expected` when `file` is a path this
+    /// machine sees (a backup into a local share), else the time.
     async fn long<T>(
         &self,
         work: impl std::future::Future<Output = anyhow::Result<T>>,
-        file: Option<&str>,
+        file: Option<(&str, u64)>,
     ) -> anyhow::Result<T> {
         let t0 = Instant::now();
         tokio::pin!(work);
@@ -954,11 +956,12 @@ impl Run {
             tokio::select! {
                 done = &mut work => return done,
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                    let size = file
-                        .and_then(|f| std::fs::metadata(f).ok())
-                        .map(|m| format!(", {} MiB written", m.len() >> 20))
-                        .unwrap_or_default();
-                    self.say(&format!("  ... {:.0} s{size}", t0.elapsed().as_secs_f64()));
+                    let written = file.map(|(f, expected)| (bytes_written(f), expected));
+                    let line = match written {
+                        Some((len, expected)) if expected > 0 => progress_bar(len, expected),
+                        _ => String::new(),
+                    };
+                    self.say(&format!("  ... {:.0} s {line}", t0.elapsed().as_secs_f64()));
                 }
             }
         }
@@ -1195,6 +1198,42 @@ fn follows_fork(copy: &Value, serving: &Value) -> bool {
     known && start.is_some_and(|s| copy["identity"]["last_lsn"].as_i64() == Some(s - 1))
 }
 
+/// How much of a file being written is there: the file, or the temporary
+/// beside it that it is written under before being renamed.
+fn bytes_written(file: &str) -> u64 {
+    let path = std::path::Path::new(file);
+    if let Ok(m) = std::fs::metadata(path) {
+        return m.len();
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// `[##########..........]  52%  560 / 1081 MiB`
+fn progress_bar(done: u64, total: u64) -> String {
+    let share = (done as f64 / total as f64).clamp(0.0, 1.0);
+    let filled = (share * 20.0).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%  {} / {} MiB",
+        "#".repeat(filled),
+        ".".repeat(20 - filled),
+        share * 100.0,
+        done >> 20,
+        total >> 20
+    )
+}
+
 /// The journal's fact that the failback's backup was restored over `role`.
 fn restored_key(role: Role, db: Database) -> String {
     format!("restored-{}-{}", role.as_str(), db.name())
@@ -1241,5 +1280,35 @@ async fn chat_serving(url: &str) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_bars() {
+        assert_eq!(
+            progress_bar(0, 100 << 20),
+            "[....................]   0%  0 / 100 MiB"
+        );
+        assert!(progress_bar(50 << 20, 100 << 20).starts_with("[##########..........]  50%"));
+        assert!(progress_bar(200, 100).contains("100%"), "never past full");
+    }
+
+    #[test]
+    fn a_copy_on_the_older_fork_follows_only_from_the_fork_start() {
+        let serving = json!({
+            "identity": {"fork_id": "new", "last_lsn": 40},
+            "forks": [{"fork_id": "old", "start_lsn": 1}, {"fork_id": "new", "start_lsn": 41}],
+        });
+        let copy = |fork: &str, last: i64| json!({"identity": {"fork_id": fork, "last_lsn": last}});
+        assert!(follows_fork(&copy("old", 40), &serving));
+        assert!(!follows_fork(&copy("old", 39), &serving), "behind");
+        assert!(
+            !follows_fork(&copy("other", 40), &serving),
+            "not in the history"
+        );
     }
 }

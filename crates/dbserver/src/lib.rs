@@ -396,6 +396,7 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
             .or_else(|| node.mirroring.refusal(db));
         dbs.push(serde_json::json!({
             "database": id.name, "state": state, "family_id": id.family_id,
+            "bytes": std::fs::metadata(node.hosted.file(db)).map(|m| m.len()).unwrap_or(0),
             "fork_id": id.fork_id, "last_lsn": id.last_lsn, "forks": forks,
             "role": mirroring.as_ref().map(|m| m.role),
             "mirroring": mirroring,
