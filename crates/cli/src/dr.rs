@@ -942,7 +942,7 @@ impl Run {
         Ok(out)
     }
 
-    /// Awaits a long operation, printing progress every 2 s: a bar of the
+    /// Awaits a long operation, printing progress every second: a bar of the
     /// bytes written so far against `expected` when `file` is a path this
     /// machine sees (a backup into a local share), else the time.
     async fn long<T>(
@@ -955,7 +955,7 @@ impl Run {
         loop {
             tokio::select! {
                 done = &mut work => return done,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     let written = file.map(|(f, expected)| (bytes_written(f), expected));
                     let line = match written {
                         Some((len, expected)) if expected > 0 => progress_bar(len, expected),
