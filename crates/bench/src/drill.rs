@@ -30,6 +30,7 @@ pub struct LoadConfig {
 pub struct Ack {
     pub room: i64,
     pub client_msg_id: String,
+    pub body: String,
     pub seq: i64,
     /// When the acknowledgement came.
     #[serde(skip)]
@@ -170,6 +171,44 @@ impl Load {
             .unwrap_or_default()
     }
 
+    /// What a client with an outbox does when the history it finds ends
+    /// before its own acknowledged posts (a data-center failover lost what
+    /// was not shipped): posts them again, with their `client_msg_id`.
+    /// Answers how many were posted again.
+    pub async fn resend(&self, lost: &[Ack]) -> anyhow::Result<usize> {
+        let mut sent = 0;
+        for a in lost {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let url = self
+                    .shared
+                    .active
+                    .read()
+                    .ok()
+                    .and_then(|v| v.first().cloned());
+                let posted = match &url {
+                    Some(u) => post(&self.shared, u, a.room, &a.body, &a.client_msg_id).await,
+                    None => Posted::Retry,
+                };
+                match posted {
+                    Posted::Acked(_) => {
+                        sent += 1;
+                        break;
+                    }
+                    Posted::SignInAgain => {
+                        let _ = sign_in(&self.shared).await;
+                    }
+                    Posted::Refused(why) => anyhow::bail!("posting a lost message again: {why}"),
+                    Posted::Retry => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+                if Instant::now() > deadline {
+                    anyhow::bail!("could not post {} again within 30 s", a.client_msg_id);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
     /// An active server's URL and the administrator's token (to read back).
     pub async fn reader(&self) -> Option<(String, String)> {
         refresh_active(&self.shared).await;
@@ -289,6 +328,7 @@ async fn client(shared: Arc<Shared>, i: usize) {
                         a.push(Ack {
                             room,
                             client_msg_id: cmid,
+                            body,
                             seq,
                             at: Instant::now(),
                         });
@@ -402,6 +442,7 @@ mod tests {
         let ack = |cmid: &str| Ack {
             room: 1,
             client_msg_id: cmid.into(),
+            body: String::new(),
             seq: 1,
             at: Instant::now(),
         };
