@@ -5,9 +5,10 @@
 //! Given the topology, the server also knows its own role: it takes writes
 //! only in the pool state that uses its role (Normal: primary and primary
 //! mirror; FailedOver: backup and backup mirror), only once it has compared
-//! its copy with a peer's since it started (a returning server learns that
-//! the pool moved on before it takes a write), and it exchanges copies with
-//! its peers every half second so every copy converges on the newest.
+//! its copy with every peer since it started (each answered, refused or
+//! timed out: a returning server learns that the pool moved on before it
+//! takes a write), and it exchanges copies with its peers every half second
+//! so every copy converges on the newest.
 
 use crate::write_atomically;
 use pchat_dr::topology::Role;
@@ -38,7 +39,7 @@ pub(crate) struct Pool {
     file: PathBuf,
     held: Mutex<Option<PoolConfig>>,
     place: Option<Place>,
-    /// Compared with a peer's copy since this server started.
+    /// Compared with every peer's copy since this server started.
     confirmed: AtomicBool,
     /// What each peer last said of its databases (last LSN, fork, state),
     /// and when: after losing a data center, the last LSNs known of its

@@ -373,6 +373,36 @@ async fn the_pool_configuration_survives_the_loss_of_a_data_center() {
             .contains("primary database server"),
         "{status}"
     );
+
+    // With every database server gone, the active chat3 cannot learn the
+    // configuration any more: within the lease (5 s) it stops serving.
+    lab.wait_serving("chat3", true).await;
+    let lab_json: Value =
+        serde_json::from_slice(&std::fs::read(lab.dir.path().join("lab.json")).unwrap()).unwrap();
+    for p in lab_json["processes"].as_array().unwrap() {
+        if p["kind"] == "database" {
+            unsafe {
+                libc::kill(p["pid"].as_i64().unwrap() as i32, libc::SIGKILL);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v = lab
+            .client("chat3")
+            .call("GET", "/api/v1/pool", None, Value::Null)
+            .await
+            .body;
+        if v["serving"] == false {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "chat3 still serves: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        view["reason"].as_str().unwrap().contains("cannot learn"),
+        "{view}"
+    );
 }
 
 fn lab_db_status(lab: &Lab, server: &str) -> Value {

@@ -208,6 +208,18 @@ async fn failover_failback_and_switchover_lose_nothing() {
 
     lab.wait_shipped();
     lab.lab(&["kill-dc", "primary"]);
+    // Off a terminal, nobody can confirm: refused without --yes, unchanged.
+    let out = pchat()
+        .args(["dr", "failover", "--topology"])
+        .arg(lab.topology())
+        .env("PCHAT_CLUSTER_SECRET_FILE", lab.secret_file())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--yes"), "{e}");
+    assert_eq!(lab.admin(&["pool-state"]).unwrap()["config"]["version"], 1);
     let started = Instant::now();
     let report = lab.dr(&["failover"], None).unwrap();
     let took = started.elapsed();
