@@ -481,3 +481,45 @@ fn with_outboxes_the_drill_loses_nothing_acknowledged() {
     }
     println!("{r}");
 }
+
+/// A verification that finds a copy it cannot compare (here the backup
+/// mirror, killed after the failover) fails the runbook with a non-zero
+/// exit that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_verification_exits_non_zero() {
+    let lab = Lab::up();
+    story_setup(&lab).await;
+    lab.wait_shipped();
+    lab.lab(&["kill-dc", "primary"]);
+    lab.dr(&["failover"], None).unwrap();
+    let lab_json: Value =
+        serde_json::from_slice(&std::fs::read(lab.dir.path().join("lab.json")).unwrap()).unwrap();
+    let db4 = lab_json["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "db4")
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    unsafe {
+        libc::kill(db4 as i32, libc::SIGKILL);
+    }
+    // A run whose journal has every step done but the verification.
+    let done: serde_json::Map<String, Value> = FAILOVER[..FAILOVER.len() - 1]
+        .iter()
+        .map(|k| (k.to_string(), Value::Null))
+        .collect();
+    let journal = json!({
+        "procedure": "failover", "started_at_ms": 1, "done": done,
+        "facts": {}, "finished": false,
+    });
+    std::fs::write(
+        lab.dir.path().join("dr-journal.json"),
+        serde_json::to_vec(&journal).unwrap(),
+    )
+    .unwrap();
+    let e = lab.dr(&["failover"], None).unwrap_err();
+    assert!(e.contains("verification failed"), "{e}");
+    assert!(e.contains("db4"), "{e}");
+}
