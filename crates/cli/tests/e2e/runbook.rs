@@ -291,6 +291,23 @@ async fn failover_failback_and_switchover_lose_nothing() {
         .await;
     assert_eq!(a.code(), "server_inactive", "{}", a.body);
 
+    // Failback refuses while a server of the primary data center is active
+    // (possible only where the topology lets servers be active across).
+    let topology = std::fs::read_to_string(lab.topology()).unwrap();
+    std::fs::write(
+        lab.topology(),
+        format!("active_across_data_centers = true\n{topology}"),
+    )
+    .unwrap();
+    lab.admin(&["active-servers", "add", "chat1"]).unwrap();
+    let e = lab.dr(&["failback"], None).unwrap_err();
+    assert!(
+        e.contains("chat1 of the primary data center is still active"),
+        "{e}"
+    );
+    lab.admin(&["active-servers", "remove", "chat1"]).unwrap();
+    std::fs::write(lab.topology(), topology).unwrap();
+
     // Failback needs the rebuilt primary data center.
     lab.lab(&["kill-dc", "primary"]);
     let e = lab.dr(&["failback"], None).unwrap_err();
