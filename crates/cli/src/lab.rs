@@ -472,14 +472,16 @@ fn configure_replication(
             &share,
         ],
     )?;
-    pchat(
-        dir,
-        &[
+    // Log shipping to the backup, initialising it; then the backup job on
+    // the primary mirror too (as SQL Server has it): it ships only while its
+    // copy is the principal, i.e. after a mirror failover.
+    for (from, initialized) in [(&primary, false), (&mirror, true)] {
+        let mut args = vec![
             "db",
             "logship",
             "configure",
             "--primary",
-            &primary,
+            from,
             "--secondary",
             &backup,
             "--share",
@@ -487,29 +489,12 @@ fn configure_replication(
             "--copy-to",
             &copy,
             "--continuous",
-        ],
-    )?;
-    // The backup job on the primary mirror too (as SQL Server has it): it
-    // ships only while its copy is the principal, i.e. after a mirror
-    // failover.
-    pchat(
-        dir,
-        &[
-            "db",
-            "logship",
-            "configure",
-            "--primary",
-            &mirror,
-            "--secondary",
-            &backup,
-            "--share",
-            &share,
-            "--copy-to",
-            &copy,
-            "--continuous",
-            "--initialized",
-        ],
-    )?;
+        ];
+        if initialized {
+            args.push("--initialized");
+        }
+        pchat(dir, &args)?;
+    }
     Ok(())
 }
 

@@ -179,15 +179,18 @@ impl Hosted {
         Ok(())
     }
 
+    /// The database's state as last noted (no IO: kept as it changes).
+    pub fn cached_state(&self, db: Db) -> DbState {
+        self.states
+            .lock()
+            .map(|s| s[db as usize])
+            .unwrap_or(DbState::Offline)
+    }
+
     /// Refuses reads of a database that is RESTORING or OFFLINE (it serves
     /// nothing); ONLINE and STANDBY (read-only) are read.
     pub fn readable(&self, db: Db) -> Result<(), StoreError> {
-        let state = self
-            .states
-            .lock()
-            .map(|s| s[db as usize])
-            .unwrap_or(DbState::Offline);
-        match state {
+        match self.cached_state(db) {
             DbState::Online | DbState::Standby => Ok(()),
             other => Err(StoreError::Unavailable(format!(
                 "{} is {} here: it serves no reads",

@@ -365,12 +365,19 @@ async fn connection(
 }
 
 /// The pool configuration held here, with this server's databases (last
-/// LSN, fork, state: what peers remember of it).
-fn pool_get(node: &Node) -> serde_json::Value {
+/// LSN, fork, state: what peers remember of it). Asked twice a second by
+/// every peer and chat server: identities come from the engines' read
+/// pools and states from the cache, not from opening the files.
+async fn pool_get(node: &Node) -> serde_json::Value {
     let mut v = node.pool.get();
     let mut dbs = serde_json::Map::new();
     for db in [Db::Mgc, Db::Mgccomp] {
-        if let Ok((id, state)) = node.hosted.read(db) {
+        let id = match db {
+            Db::Mgc => node.hosted.mgc().engine().identity().await,
+            Db::Mgccomp => node.hosted.comp().identity().await,
+        };
+        let state = node.hosted.cached_state(db);
+        if let Ok(id) = id {
             dbs.insert(
                 id.name.clone(),
                 serde_json::json!({ "last_lsn": id.last_lsn, "fork_id": id.fork_id, "family_id": id.family_id, "state": state }),
@@ -408,7 +415,7 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
         "server": node.config.name,
         "databases": dbs,
         "logship": node.logship.status()?,
-        "pool": pool_get(node),
+        "pool": pool_get(node).await,
     }))
 }
 
@@ -585,7 +592,7 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
             value(done.map_err(invalid))
         }
-        Request::PoolGet => Ok(pool_get(node)),
+        Request::PoolGet => Ok(pool_get(node).await),
         Request::PoolPut { config } => node.pool.put(config),
         Request::LogshipRun { db } => node.logship.run_now(db).await,
         Request::MirrorSet {

@@ -330,7 +330,7 @@ impl Logship {
             }
             // Only the serving copy ships, and a synchronous principal only
             // what its mirror holds too.
-            let serving = self.hosted.state(config.db).ok() == Some(DbState::Online);
+            let serving = self.hosted.cached_state(config.db) == DbState::Online;
             let Some(upto) = self.mirroring.backup_limit(config.db).filter(|_| serving) else {
                 continue;
             };

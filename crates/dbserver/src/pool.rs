@@ -144,19 +144,25 @@ impl Pool {
         Ok(self.get())
     }
 
-    /// Why `client` may not write here now (None: it may).
+    /// Why `client` may not write here now (None: it may). On every
+    /// submit: looks at the copy under the lock, copies nothing.
     pub(crate) fn refusal(&self, client: &str) -> Option<String> {
-        let held = self.held()?;
+        let held = self.held.lock().ok()?;
+        let held = held.as_ref()?;
         if let Err(why) = held.may_serve(client) {
             return Some(format!("fenced: {why}"));
         }
-        self.role_refusal()
+        self.refusal_of_role(held)
     }
 
     /// Why this server's databases serve no chat server now: its role is
     /// not the pool state's, or it has not compared its copy with a peer's.
     pub(crate) fn role_refusal(&self) -> Option<String> {
-        let held = self.held()?;
+        let held = self.held.lock().ok()?;
+        self.refusal_of_role(held.as_ref()?)
+    }
+
+    fn refusal_of_role(&self, held: &PoolConfig) -> Option<String> {
         let place = self.place.as_ref()?;
         let serves = match held.state {
             PoolState::Normal => matches!(place.role, Role::Primary | Role::PrimaryMirror),

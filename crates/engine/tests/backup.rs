@@ -412,3 +412,60 @@ async fn a_log_backup_carries_the_files_its_records_post() {
     );
     assert_eq!(data(&db2), data(&db));
 }
+
+/// A log backup can stop at an LSN (a synchronous principal ships only what
+/// its mirror hardened), and the next one continues from there; a database
+/// restored WITH RECOVERY starts its log chain after the backup's last LSN,
+/// so a secondary restored from the same backup follows it with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_chains_stop_where_told_and_start_after_a_recovered_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |name: &str| {
+        let p = dir.path().join(name).join("mgc.db");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    };
+    let a = mk("a");
+    let s = ChatEngine::open(&a).unwrap();
+    let room = seed(&s).await;
+    for i in 0..20 {
+        post(&s, room, i).await;
+    }
+    let last = s.identity().await.unwrap().last_lsn;
+    let first = dir.path().join("1.trn");
+    let h = backup::log_backup_through(&a, &first, "", "", None, Some(last - 5)).unwrap();
+    assert_eq!((h.first_lsn, h.last_lsn), (1, last - 5));
+    let second = dir.path().join("2.trn");
+    let h = backup::log_backup(&a, &second, "", "", None).unwrap();
+    assert_eq!((h.first_lsn, h.last_lsn), (last - 4, last));
+
+    s.close();
+
+    // A database never log-backed-up: a full backup of it, restored WITH
+    // RECOVERY on b (a new primary) and WITH NORECOVERY on c (its
+    // secondary): b's first log backup starts right after the backup (not
+    // at LSN 1), and c applies it.
+    let d = mk("d");
+    let s = ChatEngine::open(&d).unwrap();
+    let room = seed(&s).await;
+    for i in 0..20 {
+        post(&s, room, i).await;
+    }
+    let last = s.identity().await.unwrap().last_lsn;
+    s.close();
+    let full = dir.path().join("d.bak");
+    backup::full_backup(&d, None, &full, "d", "").unwrap();
+    let (b, c) = (mk("b"), mk("c"));
+    backup::restore(&full, &b, None, opts(false, Recovery::Recovery)).unwrap();
+    backup::restore(&full, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let s = ChatEngine::open(&b).unwrap();
+    post(&s, room, 100).await;
+    s.close();
+    let log_b = dir.path().join("b.trn");
+    let h = backup::log_backup(&b, &log_b, "", "", None).unwrap();
+    assert_eq!((h.first_lsn, h.last_lsn), (last + 1, last + 1));
+    backup::restore(&log_b, &c, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let conn = open_connection(&c).unwrap();
+    let id = pchat_engine::read_identity(&conn).unwrap().unwrap();
+    assert_eq!(id.last_lsn, last + 1);
+}

@@ -165,7 +165,12 @@ impl AppState {
         self.ready.load(Ordering::Relaxed)
             && self.hub.is_following()
             && !*self.shutdown.borrow()
-            && self.pool.borrow().serving
+            && self.serving()
+    }
+
+    /// Whether this server serves clients now (no copy of the view).
+    pub fn serving(&self) -> bool {
+        self.pool.borrow().serving
     }
 
     /// Where this server stands in the pool now.

@@ -212,6 +212,14 @@ impl Client {
         self.send(method, path, token, b).await
     }
 
+    /// The WebSocket stream's URL on this server, signed in with `token`.
+    pub fn ws_url(&self, token: &str) -> String {
+        format!(
+            "{}/api/v1/stream?access_token={token}",
+            self.base.replacen("http://", "ws://", 1)
+        )
+    }
+
     pub async fn sign_in(&self, name: &str, password: &str) -> String {
         let a = self
             .call(

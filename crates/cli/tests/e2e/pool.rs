@@ -194,11 +194,7 @@ async fn active_servers_pool_state_and_fencing() {
         )
         .await;
     assert_eq!(c1.post(&admin, room, "one", "m1").await.status, 201);
-    let mut ws = ws_connect(&format!(
-        "{}/api/v1/stream?access_token={admin}",
-        c1.base.replacen("http://", "ws://", 1)
-    ))
-    .await;
+    let mut ws = ws_connect(&c1.ws_url(&admin)).await;
     ws_send(
         &mut ws,
         json!({"type": "subscribe", "rooms": {room.to_string(): 0}}),
@@ -245,11 +241,7 @@ async fn active_servers_pool_state_and_fencing() {
     assert_eq!(bodies, [json!("one"), json!("two")]);
     // The stream resumes on chat2 from the cursor it had on chat1 (seq 1):
     // the message after it, once, then live.
-    let mut ws2 = ws_connect(&format!(
-        "{}/api/v1/stream?access_token={admin2}",
-        c2.base.replacen("http://", "ws://", 1)
-    ))
-    .await;
+    let mut ws2 = ws_connect(&c2.ws_url(&admin2)).await;
     ws_send(
         &mut ws2,
         json!({"type": "subscribe", "rooms": {room.to_string(): 1}}),

@@ -249,11 +249,7 @@ async fn failover_failback_and_switchover_lose_nothing() {
     // A client that had seen seq 25 (acknowledged on the lost primary, never
     // shipped) is told the history now ends at 20, on a new fork, and gets
     // the messages that take seqs 21, 22, ... from here.
-    let mut ws = ws_connect(&format!(
-        "{}/api/v1/stream?access_token={admin3}",
-        c3.base.replacen("http://", "ws://", 1)
-    ))
-    .await;
+    let mut ws = ws_connect(&c3.ws_url(&admin3)).await;
     ws_send(
         &mut ws,
         json!({"type": "subscribe", "rooms": {room.to_string(): 25}}),
@@ -427,26 +423,7 @@ async fn runbooks_killed_at_every_step_resume_to_the_same_end() {
 /// room's sequence numbers run without a gap.
 #[test]
 fn the_drill_accounts_for_every_acknowledged_post() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = pchat()
-        .args(["lab", "drill", "--json", "--rate", "300", "--clients", "20"])
-        .args(["--rooms", "4", "--phase", "2s", "--dir"])
-        .arg(dir.path())
-        .env("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}"))
-        .env("PCHAT_LOG", "warn")
-        .output()
-        .unwrap();
-    let _ = pchat()
-        .args(["lab", "down", "--dir"])
-        .arg(dir.path())
-        .output();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "drill failed: {stderr}\nreport: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = drill(&[]);
     assert_eq!(r["ok"], true, "{r}");
     assert!(r["acknowledged"].as_u64().unwrap() > 1000, "{r}");
     assert_eq!(r["lost_on_mirror_failover"], 0, "{r}");
@@ -465,26 +442,7 @@ fn the_drill_accounts_for_every_acknowledged_post() {
 /// lost.
 #[test]
 fn with_outboxes_the_drill_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = pchat()
-        .args(["lab", "drill", "--json", "--rate", "300", "--clients", "20"])
-        .args(["--rooms", "4", "--phase", "2s", "--resend-lost", "--dir"])
-        .arg(dir.path())
-        .env("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}"))
-        .env("PCHAT_LOG", "warn")
-        .output()
-        .unwrap();
-    let _ = pchat()
-        .args(["lab", "down", "--dir"])
-        .arg(dir.path())
-        .output();
-    assert!(
-        out.status.success(),
-        "drill failed: {}\nreport: {}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = drill(&["--resend-lost"]);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["resent_after_dc_loss"], r["unshipped_at_dc_loss"], "{r}");
     for key in [
@@ -539,4 +497,31 @@ async fn a_failed_verification_exits_non_zero() {
     let e = lab.dr(&["failover"], None).unwrap_err();
     assert!(e.contains("verification failed"), "{e}");
     assert!(e.contains("db4"), "{e}");
+}
+
+/// `pchat lab drill` with a light load in a new lab (taken down after); its
+/// report.
+fn drill(extra: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pchat()
+        .args(["lab", "drill", "--json", "--rate", "300", "--clients", "20"])
+        .args(["--rooms", "4", "--phase", "2s"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir.path())
+        .env("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}"))
+        .env("PCHAT_LOG", "warn")
+        .output()
+        .unwrap();
+    let _ = pchat()
+        .args(["lab", "down", "--dir"])
+        .arg(dir.path())
+        .output();
+    assert!(
+        out.status.success(),
+        "drill failed: {}\nreport: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -106,10 +106,11 @@ async fn gate(
     if path.ends_with("/pool") || path.ends_with("/openapi.json") {
         return next.run(req).await;
     }
-    let view = state.pool();
-    if view.serving {
+    // On every request: look first, copy the view only to refuse.
+    if state.serving() {
         return next.run(req).await;
     }
+    let view = state.pool();
     let mut message = view.reason.unwrap_or_else(|| "server inactive".to_string());
     let active: Vec<String> = view.active_servers.iter().map(|a| a.url.clone()).collect();
     if !active.is_empty() {
