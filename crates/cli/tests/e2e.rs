@@ -7,6 +7,7 @@ mod e2e {
     pub mod api;
     pub mod backup;
     pub mod bench;
+    pub mod browser;
     pub mod common;
     pub mod compliance;
     pub mod crash;

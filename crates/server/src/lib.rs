@@ -22,6 +22,7 @@ pub mod metrics;
 mod routes;
 pub mod stream;
 mod views;
+pub mod web;
 
 use axum::serve::ListenerExt;
 use axum::Router;

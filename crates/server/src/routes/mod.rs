@@ -82,9 +82,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stream", get(crate::stream::upgrade))
         .route("/pool", get(ops::pool))
         .route("/openapi.json", get(ops::openapi))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), gate));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+        .layer(cors());
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::web::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -92,6 +94,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
+}
+
+/// Any page may call the API: it authenticates with a bearer token, never a
+/// cookie, so another origin gains nothing it could not do without the page.
+/// The web client needs it to follow the pool to another chat server.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// An inactive server (or one that cannot learn the pool configuration)

@@ -1,0 +1,61 @@
+//! The web client and the DR dashboard in a real browser: Debian's chromium
+//! driven by playwright-core (`crates/cli/tests/browser/*.mjs`), against real
+//! servers started here. `.ci/run` installs chromium and the npm package; a
+//! machine without them fails these tests with a message saying so.
+
+use super::common::{Server, ADMIN, ADMIN_PW};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Where the tests save screenshots (the README shows the best of them).
+pub fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
+}
+
+/// Runs one browser test script with these variables; fails with its output.
+pub fn node(script: &str, env: &[(&str, &str)]) {
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run `npm ci --prefix crates/cli/tests/browser` (as .ci/run does)"
+    );
+    let chromium = std::env::var("PCHAT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no chromium at {chromium}: install Debian's package `chromium` (as .ci/run does)"
+    );
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("PCHAT_SCREENSHOTS", screenshots())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("ok"), "{script} did not finish:\n{stdout}");
+}
+
+/// Sign in, manage, create rooms, two users chatting live in two browser
+/// contexts, history by scrolling, search, files, a Secret room, unread
+/// counts, phone width.
+#[test]
+fn chat_client_in_chromium() {
+    let server = Server::start();
+    node(
+        "chat.mjs",
+        &[
+            ("PCHAT_URL", &server.url),
+            ("PCHAT_ADMIN", &format!("{ADMIN}:{ADMIN_PW}")),
+        ],
+    );
+}
