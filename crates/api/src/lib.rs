@@ -660,6 +660,10 @@ pub struct PoolView {
     /// `normal` or `failed-over`.
     pub state: String,
     pub active_servers: Vec<ActiveServerView>,
+    /// Every chat server of the pool (from the topology), active or not: where
+    /// a client that lost every active server it knew asks next.
+    #[serde(default)]
+    pub servers: Vec<ActiveServerView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

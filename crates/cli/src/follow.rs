@@ -108,6 +108,15 @@ fn view(t: &Topology, state: &AppState, c: Option<&PoolConfig>, known: bool) -> 
                 .collect()
         })
         .unwrap_or_default();
+    let servers = t
+        .chat_servers
+        .iter()
+        .map(|s| ActiveServerView {
+            name: s.name.clone(),
+            data_center: s.data_center.clone(),
+            url: format!("http://{}", s.client),
+        })
+        .collect();
     PoolView {
         pool: t.pool.clone(),
         server: me.clone(),
@@ -117,5 +126,6 @@ fn view(t: &Topology, state: &AppState, c: Option<&PoolConfig>, known: bool) -> 
         version: c.map(|c| c.version).unwrap_or(0),
         state: c.map(|c| c.state.as_str()).unwrap_or("unknown").to_string(),
         active_servers,
+        servers,
     }
 }

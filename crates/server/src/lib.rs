@@ -108,6 +108,7 @@ impl AppState {
             version: 0,
             state: "normal".into(),
             active_servers: Vec::new(),
+            servers: Vec::new(),
         });
         Arc::new(AppState {
             pool,

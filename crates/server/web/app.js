@@ -130,7 +130,9 @@ async function findServer() {
     } catch {
       continue;
     }
-    for (const a of view.active_servers || []) {
+    // Active servers first; the rest of the pool is where to ask when a
+    // whole data center is gone.
+    for (const a of [...(view.active_servers || []), ...(view.servers || [])]) {
       if (!S.candidates.includes(a.url)) S.candidates.push(a.url);
       if (!tried.has(a.url)) queue.push(a.url);
     }
@@ -580,7 +582,8 @@ async function reconnect() {
     }
     await loadLists();
     connect();
-  } catch {
+  } catch (err) {
+    console.warn(`reconnect: ${err.message}`);
     lost();
   }
 }

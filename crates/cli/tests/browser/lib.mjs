@@ -23,7 +23,12 @@ export async function newPage(browser, opts = {}) {
   const page = await ctx.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(String(e)));
+  page.log = [];
   page.on("console", (m) => {
+    page.log.push(`${m.type()}: ${m.text()}`);
+    // A failover test kills servers on purpose: the browser's own report of
+    // a refused connection is expected there, a script error never is.
+    if (opts.deadServers && /^Failed to load resource: net::ERR_CONNECTION_REFUSED/.test(m.text())) return;
     if (m.type() === "error") page.errors.push(`console: ${m.text()}`);
   });
   page.setDefaultTimeout(15000);
@@ -82,6 +87,7 @@ export async function run(body) {
   } catch (err) {
     console.error(err && err.stack ? err.stack : err);
     for (const [i, p] of pages.entries()) {
+      console.error(`page ${i} console:\n${p.log.slice(-30).join("\n")}`);
       try {
         await p.screenshot({ path: join(SHOTS, `failure-${i}.png`) });
       } catch {

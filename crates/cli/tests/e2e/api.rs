@@ -694,6 +694,54 @@ async fn operational_endpoints_and_openapi() {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }
 
+    // The web client follows the pool to other chat servers: their API
+    // answers its preflight (bearer tokens, never cookies), errors included.
+    let pre = c
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/rooms/{room}/messages", c.base),
+        )
+        .header("origin", "http://127.0.0.9:1")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 200);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
+    let refused = c
+        .http
+        .get(format!("{}/api/v1/users/me", c.base))
+        .header("origin", "http://127.0.0.9:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["access-control-allow-origin"], "*");
+    // The pages themselves: built in, with a strict content security policy.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/admin/topology", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let res = c
+            .http
+            .get(format!("{}{path}", c.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        let csp = res.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+    }
+
     let doc = c
         .call("GET", "/api/v1/openapi.json", None, Value::Null)
         .await;

@@ -4,6 +4,8 @@
 //! machine without them fails these tests with a message saying so.
 
 use super::common::{Server, ADMIN, ADMIN_PW};
+use super::pool::Lab;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,6 +58,37 @@ fn chat_client_in_chromium() {
         &[
             ("PCHAT_URL", &server.url),
             ("PCHAT_ADMIN", &format!("{ADMIN}:{ADMIN_PW}")),
+        ],
+    );
+}
+
+/// The page stays open while the primary data center is killed and the pool
+/// fails over: the banner appears and goes, the client moves to the backup
+/// data center by itself and the message typed during the outage is
+/// delivered exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_client_follows_a_data_center_failover() {
+    let lab = Lab::up();
+    lab.wait_serving("chat1", true).await;
+    let c = lab.client("chat1");
+    let admin = c.admin().await;
+    c.user(&admin, "alice").await;
+    let cat = c.category(&admin, "general").await;
+    c.room(
+        &admin,
+        json!({"name": "ops", "category": cat, "privacy": "open"}),
+    )
+    .await;
+    let dir = lab.dir.path().to_string_lossy().to_string();
+    let secret = lab.secret_file().to_string_lossy().to_string();
+    node(
+        "failover.mjs",
+        &[
+            ("PCHAT_URL", &lab.chat["chat1"]),
+            ("PCHAT_BIN", env!("CARGO_BIN_EXE_pchat")),
+            ("PCHAT_LAB_DIR", &dir),
+            ("PCHAT_CLUSTER_SECRET_FILE", &secret),
+            ("PCHAT_LOG", "warn"),
         ],
     );
 }

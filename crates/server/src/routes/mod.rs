@@ -82,8 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stream", get(crate::stream::upgrade))
         .route("/pool", get(ops::pool))
         .route("/openapi.json", get(ops::openapi))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
-        .layer(cors());
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate));
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::web::router())
@@ -93,6 +92,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        // Outermost, so preflight requests never reach the 405 fallback.
+        .layer(cors())
         .with_state(state)
 }
 
