@@ -51,6 +51,8 @@ error_codes! {
     ComplianceUnavailable => "compliance_unavailable", 503, "This server has no compliance database to read; ask one that runs the recorder.";
     ShuttingDown => "shutting_down", 503, "The server is shutting down; reconnect and retry.";
     ServerInactive => "server_inactive", 503, "This chat server is not active in the pool (or cannot learn the pool configuration); GET /api/v1/pool names the active servers: connect to one of them.";
+    NoTopology => "no_topology", 404, "This chat server runs outside a pool topology; the DR dashboard needs `pchat serve --topology`.";
+    RunbookRunning => "runbook_running", 409, "A runbook is running already; follow it (GET /api/v1/admin/runbooks/run) and start the next when it ends.";
     Internal => "internal", 500, "An unexpected error; see the server log.";
 }
 

@@ -98,6 +98,9 @@ pub struct Settings {
     /// The pool topology this server follows (its databases then come from
     /// the pool state).
     pub topology: Option<pchat_dr::Topology>,
+    /// Where that topology was read from (the runbooks keep their journal
+    /// next to it).
+    pub topology_path: Option<PathBuf>,
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -136,9 +139,10 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         }
         Ok(v)
     };
-    let topology = match args.topology.or(file.topology) {
+    let topology_path = args.topology.or(file.topology);
+    let topology = match &topology_path {
         None => None,
-        Some(path) => Some(crate::topology::load(&path)?),
+        Some(path) => Some(crate::topology::load(path)?),
     };
     // In a topology, the server's name picks its entry there.
     let server_name = pick(args.server_name, file.server_name, defaults.server_name)?;
@@ -227,6 +231,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
             files: None,
         },
         topology,
+        topology_path,
     })
 }
 

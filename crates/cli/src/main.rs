@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod console;
 mod db;
 mod dirlock;
 mod dr;

@@ -92,6 +92,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "server inactive: {server_name} has not yet read the pool configuration"
         ));
         state.set_pool(view);
+        if let Some(path) = settings.topology_path.clone() {
+            let console = crate::console::PoolConsole::new(topology.clone(), path, secret.clone());
+            let _ = state
+                .console
+                .set(Arc::new(crate::console::PoolConsoleHandle(console)));
+        }
         tokio::spawn(crate::follow::follow(
             state.clone(),
             remote,

@@ -15,6 +15,7 @@
 //! the same code runs against the embedded engine or a remote database.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod hub;
 pub mod json;
@@ -80,6 +81,8 @@ pub struct AppState {
     /// This server's place in the pool: set by whoever follows the pool
     /// configuration; a server outside any topology always serves.
     pool: watch::Sender<pchat_api::PoolView>,
+    /// The DR dashboard's backend, set by a server started in a topology.
+    pub console: std::sync::OnceLock<Arc<dyn console::Console>>,
     shutdown: watch::Sender<bool>,
     ready: AtomicBool,
     /// Each WebSocket connection holds a clone; shutdown waits until all are dropped.
@@ -112,6 +115,7 @@ impl AppState {
         });
         Arc::new(AppState {
             pool,
+            console: std::sync::OnceLock::new(),
             names: views::NameCache::new(store.clone()),
             store,
             compliance,

@@ -92,3 +92,25 @@ async fn chat_client_follows_a_data_center_failover() {
         ],
     );
 }
+
+/// The DR dashboard on a chat server of the backup data center: it shows
+/// the lab, runs a switchover from the page and shows the loss of the
+/// primary data center within 2 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_shows_the_pool_and_runs_a_switchover() {
+    let lab = Lab::up();
+    lab.wait_serving("chat1", true).await;
+    // The administrator exists once an active server has created it.
+    lab.client("chat1").admin().await;
+    let dir = lab.dir.path().to_string_lossy().to_string();
+    node(
+        "dashboard.mjs",
+        &[
+            ("PCHAT_URL", &lab.chat["chat3"]),
+            ("PCHAT_BIN", env!("CARGO_BIN_EXE_pchat")),
+            ("PCHAT_LAB_DIR", &dir),
+            ("PCHAT_ADMIN", &format!("{ADMIN}:{ADMIN_PW}")),
+            ("PCHAT_LOG", "warn"),
+        ],
+    );
+}

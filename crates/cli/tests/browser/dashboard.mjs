@@ -1,0 +1,60 @@
+// The DR dashboard against a lab: it shows the topology, runs a switchover
+// from the page (plan, confirmation, steps and verification live), and
+// reflects a killed data center within 2 s. Started by
+// crates/cli/tests/e2e/browser.rs with PCHAT_URL (chat3: a server of the
+// backup data center, which lives through the primary's loss), PCHAT_BIN,
+// PCHAT_LAB_DIR and PCHAT_ADMIN.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { run, newPage, signIn, shot } from "./lib.mjs";
+
+const base = process.env.PCHAT_URL;
+const lab = process.env.PCHAT_LAB_DIR;
+const [adminName, adminPw] = process.env.PCHAT_ADMIN.split(":");
+
+await run(async (browser, pages) => {
+  const page = await newPage(browser, { deadServers: true, viewport: { width: 1400, height: 1100 } });
+  pages.push(page);
+  // chat3 is inactive: the chat page signs in through an active server.
+  await signIn(page, base, adminName, adminPw);
+  await page.getByRole("link", { name: "Topology" }).click();
+  await page.waitForURL(/\/admin\/topology$/);
+
+  // The topology: both data centers, four chat and four database servers.
+  const dc1 = page.locator('[data-dc="dc1"]');
+  const dc2 = page.locator('[data-dc="dc2"]');
+  await dc1.locator(".node").nth(3).waitFor();
+  await dc2.locator(".node").nth(3).waitFor();
+  assert.equal(await page.locator("#pool-state").textContent(), "Normal");
+  for (const name of ["chat1", "chat2", "db1", "db2"]) assert.equal(await dc1.locator(`[data-server="${name}"] .pill`, { hasText: /^up$/ }).count(), 1, name);
+  for (const name of ["chat3", "chat4", "db3", "db4"]) assert.equal(await dc2.locator(`[data-server="${name}"] .pill`, { hasText: /^up$/ }).count(), 1, name);
+  await dc1.locator('[data-server="chat1"] .pill', { hasText: /^active$/ }).waitFor();
+  await dc2.locator('[data-server="chat3"] .pill', { hasText: "inactive" }).waitFor();
+  await dc1.locator('[data-server="db1"]', { hasText: "principal synchronized" }).first().waitFor();
+  await dc2.locator('[data-server="db3"] .logship', { hasText: "secondary" }).first().waitFor();
+  await shot(page, "dashboard");
+
+  // A switchover from the page: the plan, a confirmation, then the steps
+  // and the verification as they happen.
+  await page.getByRole("button", { name: "Plan switchover" }).click();
+  await page.locator("#plan-lines", { hasText: "preflight checks" }).waitFor({ timeout: 30000 });
+  await page.getByRole("button", { name: "Run switchover…" }).click();
+  await page.locator("#confirm").getByRole("button", { name: "Run switchover" }).click();
+  await page.locator("#run-state", { hasText: "running" }).waitFor();
+  await page.locator("#run-state", { hasText: "succeeded" }).waitFor({ timeout: 120000 });
+  await page.locator("#run-verification table.verify").first().waitFor();
+  await page.locator("#pool-state", { hasText: "FailedOver" }).waitFor({ timeout: 5000 });
+  await dc2.locator('[data-server="chat3"] .pill', { hasText: /^active$/ }).waitFor({ timeout: 5000 });
+  await shot(page, "dashboard-switchover");
+
+  // Power cut in the primary data center: shown within 2 s.
+  const r = spawnSync(process.env.PCHAT_BIN, ["lab", "kill-dc", "primary", "--dir", lab], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const killed = Date.now();
+  for (const name of ["chat1", "chat2", "db1", "db2"]) await dc1.locator(`[data-server="${name}"].down`).waitFor({ timeout: 10000 });
+  const shown = Date.now() - killed;
+  console.log(`killed data center shown after ${shown} ms`);
+  assert.ok(shown <= 2000, `the dashboard took ${shown} ms to show the killed data center`);
+  assert.equal(await dc2.locator(".node.down").count(), 0);
+  await shot(page, "dashboard-dc-lost");
+});
