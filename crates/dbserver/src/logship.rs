@@ -226,8 +226,14 @@ impl Logship {
         for (db, job) in jobs.iter() {
             let m = job.monitor.lock().map_err(internal)?.clone();
             let mut alerts = Vec::new();
+            // A backup job ships only from the serving copy (a primary mirror
+            // has one too, standing by): one that stands by is not late.
+            let db_of_job = role_db(&job.role);
+            let ships = matches!(job.role, Role::Primary(_))
+                && self.hosted.cached_state(db_of_job) == DbState::Online
+                && self.mirroring.backup_limit(db_of_job).is_some();
             match &job.role {
-                Role::Primary(p) if p.backup_alert_ms > 0 => {
+                Role::Primary(p) if p.backup_alert_ms > 0 && ships => {
                     let last = m.backup.last_done_ms.or(m.backup.last_run_ms);
                     if last.is_none_or(|t| now - t > p.backup_alert_ms as i64) {
                         alerts.push(format!(
@@ -258,6 +264,7 @@ impl Logship {
                 "database": db,
                 "config": job.role,
                 "monitor": m,
+                "ships": ships,
                 "alerts": alerts,
             }));
         }

@@ -423,6 +423,22 @@ impl Mirroring {
         });
         tracing::info!(db = db_name(db), %partner, from = mirror.last_lsn, "mirroring");
         let mut records = self.subscribe(db, mirror.last_lsn)?;
+        // Tell the mirror at once what the principal holds: a mirror that
+        // already has all of it reports itself synchronized before the next
+        // write, instead of "no news" until then.
+        tokio::time::timeout(
+            APPLY_TIMEOUT,
+            remote.call(Request::MirrorApply {
+                db,
+                family_id: id.family_id.clone(),
+                fork_id: id.fork_id.clone(),
+                forks: forks.clone(),
+                records: Vec::new(),
+                principal_lsn: self.last_committed(db),
+            }),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("the mirror did not answer in time".into()))??;
         loop {
             let Some(first) = records.recv().await else {
                 return Err(StoreError::Unavailable("the log stream ended".into()));

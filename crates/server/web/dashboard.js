@@ -113,7 +113,8 @@ function dbNode(d) {
     if (m.copy && m.copy.runs) parts.push(`copy ${ago(m.copy.last_done_ms)}`);
     if (m.restore && m.restore.runs) parts.push(`restore ${ago(m.restore.last_done_ms)} (LSN ${m.restore.last_lsn ?? "—"})`);
     if (m.lag_ms !== null && m.lag_ms !== undefined) parts.push(`lag ${(m.lag_ms / 1000).toFixed(2)} s / ${m.lag_lsns ?? 0} LSNs`);
-    const line = el("div", { class: "logship" }, el("strong", {}, `log shipping ${j.database} (${role}): `), parts.join(" · ") || "no run yet");
+    const idle = role === "primary" && !j.ships ? "standing by (not the serving copy)" : "no run yet";
+    const line = el("div", { class: "logship" }, el("strong", {}, `log shipping ${j.database} (${role}): `), parts.join(" · ") || idle);
     for (const a of j.alerts || []) line.append(" ", pill(a, "bad"));
     n.append(line);
   }

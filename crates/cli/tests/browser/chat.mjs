@@ -25,6 +25,11 @@ await run(async (browser, pages) => {
     await f.getByRole("button", { name: "Create user" }).click();
     await admin.locator("#adm-user-list li", { hasText: name }).waitFor();
   }
+  const gf = admin.locator("#adm-group-form");
+  await gf.getByLabel("Name").fill("staff");
+  await gf.getByLabel("Members (comma separated)").fill("alice, bob");
+  await gf.getByRole("button", { name: "Create group" }).click();
+  await admin.locator("#adm-group-list li", { hasText: "alice, bob" }).waitFor();
   await shot(admin, "manage");
 
   // Alice signs in and creates an open room.
@@ -39,6 +44,14 @@ await run(async (browser, pages) => {
   await dlg.getByRole("button", { name: "Save" }).click();
   await alice.locator("#room-name", { hasText: "lobby" }).waitFor();
   await alice.locator("#room-desc", { hasText: "Where everyone meets" }).waitFor();
+
+  // A manager edits her room.
+  await alice.getByRole("button", { name: "Edit room" }).click();
+  await dlg.getByLabel("Description").fill("Where everyone meets, daily");
+  await dlg.getByRole("textbox", { name: "Members (comma separated)" }).fill("group:staff");
+  await dlg.getByRole("button", { name: "Save" }).click();
+  await alice.locator("#room-desc", { hasText: "daily" }).waitFor();
+  await alice.locator("#room-people", { hasText: "Members: group:staff" }).waitFor();
 
   // Bob, in another browser context, opens the same room.
   const bob = await newPage(browser);

@@ -6,7 +6,7 @@
 // PCHAT_LAB_DIR and PCHAT_ADMIN.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { run, newPage, signIn, shot } from "./lib.mjs";
+import { run, newPage, signIn, shot, apiCall, token } from "./lib.mjs";
 
 const base = process.env.PCHAT_URL;
 const lab = process.env.PCHAT_LAB_DIR;
@@ -32,7 +32,24 @@ await run(async (browser, pages) => {
   await dc2.locator('[data-server="chat3"] .pill', { hasText: "inactive" }).waitFor();
   await dc1.locator('[data-server="db1"]', { hasText: "principal synchronized" }).first().waitFor();
   await dc2.locator('[data-server="db3"] .logship', { hasText: "secondary" }).first().waitFor();
-  await shot(page, "dashboard");
+  // The primary mirror's backup job stands by: no "no log backup" alert.
+  await dc1.locator('[data-server="db2"] .logship', { hasText: "standing by" }).first().waitFor();
+  assert.equal(await page.locator(".logship .pill.bad").count(), 0, "no log-shipping alert in a healthy pool");
+  // Chat traffic shows in the posts/s and ack latency charts.
+  const active = process.env.PCHAT_ACTIVE_URL;
+  const t = await token(active, adminName, adminPw);
+  const cat = await apiCall(active, t, "POST", "/api/v1/categories", { name: "ops" });
+  const room = await apiCall(active, t, "POST", "/api/v1/rooms", { name: "ops", category: cat.id, privacy: "open" });
+  const until = Date.now() + 2500;
+  for (let i = 0; Date.now() < until; i++) {
+    await apiCall(active, t, "POST", `/api/v1/rooms/${room.id}/messages`, { body: `load ${i}`, client_msg_id: `load-${i}` });
+  }
+  await page.waitForFunction(() => {
+    const s = window.pchatDashboard.last()?.samples || [];
+    return s.some((x) => x.posts_per_s > 0) && s.some((x) => x.ack_p99_ms > 0);
+  });
+  await page.locator("#chart-posts polyline").waitFor();
+  await shot(page, "dashboard", { fullPage: true });
 
   // A switchover from the page: the plan, a confirmation, then the steps
   // and the verification as they happen.
@@ -45,7 +62,11 @@ await run(async (browser, pages) => {
   await page.locator("#run-verification table.verify").first().waitFor();
   await page.locator("#pool-state", { hasText: "FailedOver" }).waitFor({ timeout: 5000 });
   await dc2.locator('[data-server="chat3"] .pill', { hasText: /^active$/ }).waitFor({ timeout: 5000 });
-  await shot(page, "dashboard-switchover");
+  // The new pair in the backup data center, synchronized.
+  await dc2.locator('[data-server="db3"]', { hasText: "principal synchronized" }).waitFor({ timeout: 5000 });
+  await dc2.locator('[data-server="db4"]', { hasText: "mirror synchronized" }).waitFor({ timeout: 5000 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot(page, "dashboard-switchover", { fullPage: true });
 
   // Power cut in the primary data center: shown within 2 s.
   const r = spawnSync(process.env.PCHAT_BIN, ["lab", "kill-dc", "primary", "--dir", lab], { encoding: "utf8" });
@@ -56,5 +77,5 @@ await run(async (browser, pages) => {
   console.log(`killed data center shown after ${shown} ms`);
   assert.ok(shown <= 2000, `the dashboard took ${shown} ms to show the killed data center`);
   assert.equal(await dc2.locator(".node.down").count(), 0);
-  await shot(page, "dashboard-dc-lost");
+  await shot(page, "dashboard-dc-lost", { fullPage: true });
 });

@@ -44,8 +44,8 @@ export async function signIn(page, base, name, password) {
   await page.locator("#app").waitFor({ state: "visible" });
 }
 
-export async function shot(page, name) {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+export async function shot(page, name, opts = {}) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: !!opts.fullPage });
 }
 
 /// The room's button in the sidebar.

@@ -107,6 +107,7 @@ async fn dashboard_shows_the_pool_and_runs_a_switchover() {
         "dashboard.mjs",
         &[
             ("PCHAT_URL", &lab.chat["chat3"]),
+            ("PCHAT_ACTIVE_URL", &lab.chat["chat1"]),
             ("PCHAT_BIN", env!("CARGO_BIN_EXE_pchat")),
             ("PCHAT_LAB_DIR", &dir),
             ("PCHAT_ADMIN", &format!("{ADMIN}:{ADMIN_PW}")),
