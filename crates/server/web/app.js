@@ -258,12 +258,12 @@ function renderSidebar() {
   const il = $("invitation-list");
   clear(il);
   for (const i of inv) {
-    const r = S.rooms.get(i.room);
+    const from = i.by ? ` (from ${i.by})` : "";
     il.append(
       el(
         "li",
         { class: "room" },
-        el("button", { type: "button", onclick: () => join(i.room) }, el("span", {}, `${r ? r.name : `room ${i.room}`} (from ${i.by})`), el("span", { class: "badge" }, "Join")),
+        el("button", { type: "button", "aria-label": `Join ${i.room.name}${from}`, onclick: () => join(i.room.id) }, el("span", {}, `${i.room.name}${from}`), el("span", { class: "badge" }, "Join")),
       ),
     );
   }
@@ -399,7 +399,7 @@ function messageItem(m, opts = {}) {
   li.append(text);
   if (m.file) {
     const href = `${session.base}${m.file.url}?access_token=${encodeURIComponent(session.token)}`;
-    li.append(el("a", { class: "file", href, download: m.file.name }, `📎 ${m.file.name} (${Math.ceil(m.file.size / 1024)} KiB)`));
+    li.append(el("a", { class: "file", href, download: m.file.name }, `File: ${m.file.name} (${Math.ceil(m.file.size / 1024)} KiB)`));
   }
   return li;
 }

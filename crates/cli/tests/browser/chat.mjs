@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { run, newPage, signIn, shot, roomButton, shown, apiCall, token } from "./lib.mjs";
 
 const base = process.env.PCHAT_URL;
+const box = (p) => p.getByRole("textbox", { name: "Message", exact: true });
 const [adminName, adminPw] = process.env.PCHAT_ADMIN.split(":");
 
 await run(async (browser, pages) => {
@@ -155,6 +156,52 @@ await run(async (browser, pages) => {
   await roomButton(bob, "lobby").locator(".badge", { hasText: "1" }).waitFor();
   assert.equal(await roomButton(bob, "history").locator(".badge").count(), 0);
   await shot(bob, "unread");
+
+  // Search within one room only.
+  await roomButton(bob, "lobby").click();
+  await bob.locator("#room-name", { hasText: "lobby" }).waitFor();
+  await bob.getByLabel("this room").check();
+  await bob.getByRole("searchbox", { name: "Search messages" }).fill("history");
+  await bob.getByRole("searchbox", { name: "Search messages" }).press("Enter");
+  await bob.locator("#result-list li", { hasText: "No messages match." }).waitFor();
+  await bob.getByLabel("this room").uncheck();
+  await bob.getByRole("button", { name: "Close" }).click();
+
+  // Invitations: alice invites bob to a closed room; he finds it and joins.
+  await alice.getByRole("button", { name: "New room" }).click();
+  await dlg.getByLabel("Name").fill("planning");
+  await dlg.getByLabel("Privacy").selectOption("closed");
+  await dlg.getByRole("button", { name: "Save" }).click();
+  await alice.locator("#room-name", { hasText: "planning" }).waitFor();
+  await alice.getByRole("button", { name: "Edit room" }).click();
+  await dlg.getByLabel("Invite user").fill("bob");
+  await dlg.getByRole("button", { name: "Save" }).click();
+  await alice.locator("#room-dialog").waitFor({ state: "hidden" });
+  await bob.reload();
+  await bob.locator("#invitation-list li", { hasText: "planning (from alice)" }).click();
+  await bob.locator("#room-name", { hasText: "planning" }).waitFor();
+  await bob.locator("#room-people", { hasText: "bob" }).waitFor();
+  await box(bob).fill("thanks for the invitation");
+  await box(bob).press("Enter");
+  await alice.locator("#messages li.msg", { hasText: "thanks for the invitation" }).waitFor();
+  // And leaves again: a closed room he is not in shows nothing to read.
+  await bob.getByRole("button", { name: "Leave" }).click();
+  await bob.locator("#history-state", { hasText: "You cannot read this room." }).waitFor();
+
+  // Topic feeds: bob follows "zebra"; alice's next zebra arrives live.
+  await bob.getByRole("button", { name: "New topic feed" }).click();
+  const fdlg = bob.locator("#feed-dialog");
+  await fdlg.getByLabel("Name").fill("zebras");
+  await fdlg.getByLabel("Words (space separated)").fill("zebra");
+  await fdlg.getByRole("button", { name: "Save" }).click();
+  await bob.locator("#feed-list button", { hasText: "zebras" }).click();
+  await bob.locator("#result-list li.msg", { hasText: "seventh" }).waitFor();
+  await roomButton(alice, "lobby").click();
+  await alice.locator("#room-name", { hasText: "lobby" }).waitFor();
+  await box(alice).fill("a zebra in the lobby");
+  await box(alice).press("Enter");
+  await bob.locator("#result-list li.msg", { hasText: "a zebra in the lobby" }).waitFor();
+  assert.equal(await bob.locator("#result-list li.msg mark").first().textContent(), "zebra");
 
   // Readable at phone width: the sidebar is a drawer behind the menu button.
   const phone = await newPage(browser, { viewport: { width: 390, height: 780 } });
