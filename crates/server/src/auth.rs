@@ -116,6 +116,15 @@ impl SessionCache {
         }
     }
 
+    /// An administrator's session this server checked within `grace`,
+    /// however stale (see [`PoolAdmin`]).
+    fn recent_admin(&self, hash: &str, grace: Duration) -> Option<User> {
+        let map = self.by_hash.lock().ok()?;
+        map.get(hash)
+            .filter(|(u, at)| u.admin && at.elapsed() < grace)
+            .map(|(u, _)| u.clone())
+    }
+
     pub fn forget(&self, hash: &str) {
         if let Ok(mut map) = self.by_hash.lock() {
             map.remove(hash);
@@ -217,6 +226,40 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 ErrorCode::Unauthorized,
                 "the token is unknown or signed out",
             )),
+        }
+    }
+}
+
+/// How long an administrator's session, once checked here, still opens the
+/// DR dashboard while the database cannot be asked.
+const DASHBOARD_GRACE: Duration = Duration::from_secs(12 * 3600);
+
+/// An administrator using the DR dashboard (`/api/v1/admin/...`). Like
+/// [`Caller`], but when the database is unreachable (the data center that
+/// served it is lost, the pool not failed over yet) an administrator whose
+/// session this server checked within [`DASHBOARD_GRACE`] still gets in:
+/// a dashboard left open on a server of the backup data center can run the
+/// failover. Sessions signed out elsewhere meanwhile are not known here.
+pub struct PoolAdmin(pub User);
+
+impl FromRequestParts<Arc<AppState>> for PoolAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await {
+            Ok(c) => {
+                c.require_admin()?;
+                Ok(PoolAdmin(c.user))
+            }
+            Err(e) if e.code == ErrorCode::Unavailable => bearer(parts)
+                .map(|t| token_hash(&t))
+                .and_then(|h| state.sessions.recent_admin(&h, DASHBOARD_GRACE))
+                .map(PoolAdmin)
+                .ok_or(e),
+            Err(e) => Err(e),
         }
     }
 }

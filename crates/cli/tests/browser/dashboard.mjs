@@ -1,6 +1,6 @@
 // The DR dashboard against a lab: it shows the topology, runs a switchover
-// from the page (plan, confirmation, steps and verification live), and
-// reflects a killed data center within 2 s. Started by
+// both ways from the page (plan, confirmation, steps and verification live),
+// reflects a killed data center within 2 s, and runs the failover. Started by
 // crates/cli/tests/e2e/browser.rs with PCHAT_URL (chat3: a server of the
 // backup data center, which lives through the primary's loss), PCHAT_BIN,
 // PCHAT_LAB_DIR and PCHAT_ADMIN.
@@ -53,20 +53,30 @@ await run(async (browser, pages) => {
 
   // A switchover from the page: the plan, a confirmation, then the steps
   // and the verification as they happen.
-  await page.getByRole("button", { name: "Plan switchover" }).click();
-  await page.locator("#plan-lines", { hasText: "preflight checks" }).waitFor({ timeout: 30000 });
-  await page.getByRole("button", { name: "Run switchover…" }).click();
-  await page.locator("#confirm").getByRole("button", { name: "Run switchover" }).click();
-  await page.locator("#run-state", { hasText: "running" }).waitFor();
-  await page.locator("#run-state", { hasText: "succeeded" }).waitFor({ timeout: 120000 });
-  await page.locator("#run-verification table.verify").first().waitFor();
-  await page.locator("#pool-state", { hasText: "FailedOver" }).waitFor({ timeout: 5000 });
+  async function runFromPage(name, stateAfter) {
+    await page.getByRole("button", { name: `Plan ${name}` }).click();
+    await page.locator("#plan-lines", { hasText: "preflight checks" }).waitFor({ timeout: 30000 });
+    await page.getByRole("button", { name: `Run ${name}…` }).click();
+    await page.locator("#confirm").getByRole("button", { name: `Run ${name}` }).click();
+    await page.locator("#run-state", { hasText: /running|succeeded/ }).waitFor();
+    await page.locator("#run-state", { hasText: /succeeded|failed/ }).waitFor({ timeout: 120000 });
+    const lines = await page.locator("#run-lines").textContent();
+    assert.equal(await page.locator("#run-state").textContent(), "succeeded", lines);
+    await page.locator("#run-verification table.verify").first().waitFor();
+    await page.locator("#pool-state", { hasText: stateAfter }).waitFor({ timeout: 5000 });
+  }
+  await runFromPage("switchover", "FailedOver");
   await dc2.locator('[data-server="chat3"] .pill', { hasText: /^active$/ }).waitFor({ timeout: 5000 });
   // The new pair in the backup data center, synchronized.
   await dc2.locator('[data-server="db3"]', { hasText: "principal synchronized" }).waitFor({ timeout: 5000 });
   await dc2.locator('[data-server="db4"]', { hasText: "mirror synchronized" }).waitFor({ timeout: 5000 });
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, "dashboard-switchover", { fullPage: true });
+
+  // And back: with the pool failed over, a switchover is a failback.
+  await runFromPage("switchover", "Normal");
+  await dc1.locator('[data-server="chat1"] .pill', { hasText: /^active$/ }).waitFor({ timeout: 5000 });
+  await dc1.locator('[data-server="db2"]', { hasText: "mirror synchronized" }).first().waitFor({ timeout: 5000 });
 
   // Power cut in the primary data center: shown within 2 s.
   const r = spawnSync(process.env.PCHAT_BIN, ["lab", "kill-dc", "primary", "--dir", lab], { encoding: "utf8" });
@@ -78,4 +88,15 @@ await run(async (browser, pages) => {
   assert.ok(shown <= 2000, `the dashboard took ${shown} ms to show the killed data center`);
   assert.equal(await dc2.locator(".node.down").count(), 0);
   await shot(page, "dashboard-dc-lost", { fullPage: true });
+
+  // The dashboard, open on a server of the backup data center, runs the
+  // failover although the databases that knew the session are gone: after
+  // half a minute the server's 30 s session cache has expired, so what lets
+  // the administrator in is the dashboard's grace for sessions it checked.
+  await page.waitForTimeout(31000);
+  await page.locator("#updated").waitFor();
+  assert.equal(await page.locator("#dash-error").textContent(), "", "the dashboard still answers");
+  await runFromPage("failover", "FailedOver");
+  await dc2.locator('[data-server="chat3"] .pill', { hasText: /^active$/ }).waitFor({ timeout: 5000 });
+  await dc2.locator('[data-server="chat3"]', { hasText: "serving" }).waitFor({ timeout: 5000 });
 });

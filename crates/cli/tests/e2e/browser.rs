@@ -45,6 +45,8 @@ pub fn node(script: &str, env: &[(&str, &str)]) {
         out.status
     );
     assert!(stdout.contains("ok"), "{script} did not finish:\n{stdout}");
+    // What the script measured (shown with --nocapture).
+    println!("{script}: {}", stdout.trim());
 }
 
 /// Sign in, manage, create rooms, two users chatting live in two browser

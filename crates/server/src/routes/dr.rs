@@ -2,7 +2,7 @@
 //! (administrators only). Answered by inactive servers too: a pool in
 //! trouble is when an administrator needs to look at it.
 
-use crate::auth::Caller;
+use crate::auth::PoolAdmin;
 use crate::console::{Console, Runbook};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -14,8 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-fn console(state: &AppState, caller: &Caller) -> Result<Arc<dyn Console>, ApiError> {
-    caller.require_admin()?;
+fn console(state: &AppState) -> Result<Arc<dyn Console>, ApiError> {
     state.console.get().cloned().ok_or_else(|| {
         ApiError::new(
             ErrorCode::NoTopology,
@@ -35,9 +34,9 @@ fn runbook(name: &str) -> Result<Runbook, ApiError> {
 
 pub async fn topology(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _admin: PoolAdmin,
 ) -> ApiResult<axum::Json<Value>> {
-    let c = console(&state, &caller)?;
+    let c = console(&state)?;
     let mut snapshot = c.snapshot().await;
     snapshot["samples"] = c.samples();
     snapshot["run"] = c.run();
@@ -46,10 +45,10 @@ pub async fn topology(
 
 pub async fn plan(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _admin: PoolAdmin,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let c = console(&state, &caller)?;
+    let c = console(&state)?;
     Ok(axum::Json(c.plan(runbook(&name)?).await))
 }
 
@@ -62,11 +61,11 @@ pub struct StartRequest {
 
 pub async fn start(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    admin: PoolAdmin,
     Path(name): Path<String>,
     Json(req): Json<StartRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let c = console(&state, &caller)?;
+    let c = console(&state)?;
     let r = runbook(&name)?;
     if req.confirm != r.as_str() {
         return Err(ApiError::new(
@@ -76,14 +75,14 @@ pub async fn start(
     }
     c.start(r)
         .map_err(|why| ApiError::new(ErrorCode::RunbookRunning, why))?;
-    tracing::info!(runbook = r.as_str(), by = %caller.user.name, "runbook started from the dashboard");
+    tracing::info!(runbook = r.as_str(), by = %admin.0.name, "runbook started from the dashboard");
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "run": c.run() }))))
 }
 
 pub async fn run(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    _admin: PoolAdmin,
 ) -> ApiResult<axum::Json<Value>> {
-    let c = console(&state, &caller)?;
+    let c = console(&state)?;
     Ok(axum::Json(json!({ "run": c.run() })))
 }
