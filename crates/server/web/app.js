@@ -689,7 +689,7 @@ function onRewound(f) {
   saveOutbox();
   if (S.read[f.room] > f.last_seq) S.read[f.room] = f.last_seq;
   if (isCurrent(f.room)) {
-    notice(`After a failover this room's history ends at message ${f.last_seq}; ${lostOwn.length} of your messages were re-sent.`);
+    notice(`After a failover this room's history ended at message ${f.last_seq}; sent again: ${lostOwn.length} of your messages.`);
     renderMessages(f.room, { keep: true });
   }
 }

@@ -90,6 +90,8 @@ async fn chat_client_follows_a_data_center_failover() {
             ("PCHAT_BIN", env!("CARGO_BIN_EXE_pchat")),
             ("PCHAT_LAB_DIR", &dir),
             ("PCHAT_CLUSTER_SECRET_FILE", &secret),
+            ("PCHAT_DB1", &lab.db["db1"]),
+            ("PCHAT_DB3", &lab.db["db3"]),
             ("PCHAT_LOG", "warn"),
         ],
     );
