@@ -602,3 +602,118 @@ async fn a_mirror_away_stops_strict_writes_and_exposes_sync_ones() {
         assert!(text.contains(line), "{line} not in\n{text}");
     }
 }
+
+/// Log shipping from a synchronous principal ships only what its mirror has
+/// hardened (`Mirroring::backup_limit`): with the mirror frozen (SIGSTOP), a
+/// commit the mirror lacks stays off the share, so a mirror forced into
+/// service could never lack what the log-shipping secondary holds. Thawed,
+/// the mirror hardens it and it ships.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_principal_ships_only_what_its_mirror_hardened() {
+    let (d1, d2, d3, share, copy) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let principal = DbServer::start(d1.path(), "127.0.0.1:0");
+    let mirror = DbServer::start(d2.path(), "127.0.0.1:0");
+    let secondary = DbServer::start(d3.path(), "127.0.0.1:0");
+    let (share_s, copy_s) = (
+        share.path().display().to_string(),
+        copy.path().display().to_string(),
+    );
+    db_cmd(&[
+        "mirror",
+        "set",
+        "--principal",
+        &principal.addr,
+        "--mirror",
+        &mirror.addr,
+        "--share",
+        &share_s,
+        "--database",
+        "mgc",
+        "--mode",
+        "sync",
+    ])
+    .unwrap();
+    db_cmd(&[
+        "logship",
+        "configure",
+        "--primary",
+        &principal.addr,
+        "--secondary",
+        &secondary.addr,
+        "--share",
+        &share_s,
+        "--copy-to",
+        &copy_s,
+        "--continuous",
+        "--database",
+        "mgc",
+    ])
+    .unwrap();
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = chat_env(&principal.addr);
+    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": "limited", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    assert_eq!(c.post(&admin, room, "one", "one").await.status, 201);
+    let lsn = |addr: &str| db_status(addr, "mgc")["last_lsn"].as_i64().unwrap();
+    let shipped_all = |target: i64| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while lsn(&secondary.addr) < target {
+            assert!(Instant::now() < deadline, "log shipping never caught up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    shipped_all(lsn(&principal.addr));
+    let before = lsn(&secondary.addr);
+
+    // Freeze the mirror: its connection stays up, it hardens nothing.
+    let pid = mirror.child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let (c2, admin2) = (c.clone(), admin.clone());
+    let post = tokio::spawn(async move { c2.post(&admin2, room, "two", "two").await });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while lsn(&principal.addr) <= before {
+        assert!(Instant::now() < deadline, "the principal never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Continuous shipping takes well under a second; for two seconds (the
+    // mirror is declared away only after five) nothing past what the mirror
+    // holds reaches the secondary.
+    let committed = lsn(&principal.addr);
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            lsn(&secondary.addr),
+            before,
+            "shipped LSNs the mirror did not hold (principal at {committed})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !post.is_finished(),
+        "a sync post was acknowledged unmirrored"
+    );
+
+    // Thawed: the mirror hardens, the post is acknowledged, the log ships.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let answer = post.await.unwrap();
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    shipped_all(lsn(&principal.addr));
+    assert_eq!(
+        db_status(&principal.addr, "mgc")["mirroring"]["exposed"],
+        false
+    );
+}
