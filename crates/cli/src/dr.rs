@@ -823,9 +823,11 @@ impl Run {
     }
 
     /// The full backup restored at once over the primary (with recovery:
-    /// ready to use) and over the primary mirror and the backup (with
-    /// norecovery: they follow the primary's new fork from there), so the
-    /// failback copies the data once and restores it in parallel.
+    /// ready to use) and over the primary mirror (with norecovery: it follows
+    /// the primary's new fork from there). The backup, which the backup was
+    /// taken from and which nobody wrote to since (no server is active),
+    /// goes back to RESTORING in place: the same state a restore would
+    /// leave, without writing the data over it once more.
     async fn restore_primary(&mut self) -> anyhow::Result<Value> {
         use pchat_store::Recovery;
         let backup = self
@@ -835,9 +837,9 @@ impl Run {
             .cloned()
             .context("the journal lacks the full backup's files (step backup-to-share)")?;
         let targets = [
-            (Role::Primary, Recovery::Recovery),
-            (Role::PrimaryMirror, Recovery::NoRecovery),
-            (Role::Backup, Recovery::NoRecovery),
+            (Role::Primary, Some(Recovery::Recovery)),
+            (Role::PrimaryMirror, Some(Recovery::NoRecovery)),
+            (Role::Backup, None),
         ];
         let mut out = json!({});
         for db in DATABASES {
@@ -845,6 +847,11 @@ impl Run {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            let family_id = backup[db.name()]["family_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let last_lsn = backup[db.name()]["last_lsn"].as_i64().unwrap_or(-1);
             let mut work = Vec::new();
             for (role, recovery) in targets {
                 if self.journal.facts.contains_key(&restored_key(role, db)) {
@@ -852,28 +859,42 @@ impl Run {
                     continue;
                 }
                 let (s, file) = (self.server(role)?.clone(), file.clone());
-                self.say(&format!(
-                    "  {}: restoring {file} over {} ({})",
-                    db.name(),
-                    self.name(role),
-                    if recovery == Recovery::Recovery {
-                        "recovery"
-                    } else {
-                        "norecovery"
-                    }
-                ));
-                work.push(async move {
-                    let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
-                    let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
-                    let r = s
-                        .ask(Request::Restore {
+                let request = match recovery {
+                    Some(recovery) => {
+                        self.say(&format!(
+                            "  {}: restoring {file} over {} ({})",
+                            db.name(),
+                            self.name(role),
+                            if recovery == Recovery::Recovery {
+                                "recovery"
+                            } else {
+                                "norecovery"
+                            }
+                        ));
+                        Request::Restore {
                             db: db.wire(),
                             from: file,
                             replace: true,
                             recovery,
-                        })
-                        .await;
-                    (role, r)
+                        }
+                    }
+                    None => {
+                        self.say(&format!(
+                            "  {}: {} holds the backup's data (LSN {last_lsn}): back to RESTORING in place",
+                            db.name(),
+                            self.name(role),
+                        ));
+                        Request::HoldForLogs {
+                            db: db.wire(),
+                            family_id: family_id.clone(),
+                            last_lsn,
+                        }
+                    }
+                };
+                work.push(async move {
+                    let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
+                    let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
+                    (role, s.ask(request).await)
                 });
             }
             let done = self

@@ -575,6 +575,27 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
             let (id, state) = node.hosted.read(db)?;
             Ok(serde_json::json!({ "database": id.name, "state": state, "last_lsn": id.last_lsn }))
         }
+        Request::HoldForLogs {
+            db,
+            family_id,
+            last_lsn,
+        } => {
+            let _one = node.hosted.admin.lock().await;
+            if node.mirroring.status(db).is_some() {
+                return Err(invalid(format!(
+                    "{} is mirrored here: remove mirroring first",
+                    db_name(db)
+                )));
+            }
+            node.hosted
+                .offline(db, move |file| {
+                    backup::hold_for_logs(file, &family_id, last_lsn)
+                })
+                .await?
+                .map_err(invalid)?;
+            let (id, state) = node.hosted.read(db)?;
+            Ok(serde_json::json!({ "database": id.name, "state": state, "last_lsn": id.last_lsn }))
+        }
         Request::LogshipPrimary { config } => {
             node.logship.set_primary(config)?;
             node.logship.status()

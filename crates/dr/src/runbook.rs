@@ -132,7 +132,7 @@ impl Step {
             }
             Step::BackupToShare => format!("full backup of mgc and mgccomp on {b} to {share}"),
             Step::RestorePrimary => format!(
-                "restore them over {p} with replace and recovery (ready to use), and at the same time over {pm} and {b} with norecovery"
+                "restore them over {p} with replace and recovery (ready to use) and at the same time over {pm} with norecovery; {b}, which holds the same data, goes back to RESTORING in place"
             ),
             Step::MirrorPrimary => format!(
                 "mirror mgc and mgccomp from {p} to {pm} ({pm} follows from the restored backup)"

@@ -256,6 +256,10 @@ pub fn full_backup(
         // backup file.
         let src = database::open_connection(db)?;
         let mut dst = Connection::open(&tmp)?;
+        // A new file has nothing to roll back, and `seal` fsyncs it once at
+        // the end: no journal, no syncs of SQLite's own while copying.
+        dst.pragma_update(None, "journal_mode", "OFF")?;
+        dst.pragma_update(None, "synchronous", "OFF")?;
         {
             let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
             b.step(-1)?;
@@ -697,6 +701,9 @@ fn restore_full(
         })?;
         let conn = Connection::open(&tmp)?;
         conn.pragma_update(None, "journal_mode", "DELETE")?;
+        // The file is synced below, before it replaces anything; a crash
+        // before that leaves only a leftover that the next restore removes.
+        conn.pragma_update(None, "synchronous", "OFF")?;
         let tx = conn.unchecked_transaction()?;
         let out = set_state(&tx, opts.recovery)?;
         if opts.recovery == Recovery::Recovery {
@@ -1084,6 +1091,43 @@ pub fn take_offline(db: &Path) -> Result<(), BackupError> {
 /// did not change).
 pub fn bring_online(db: &Path) -> Result<(), BackupError> {
     change_state(db, DbState::Offline, DbState::Online)
+}
+
+/// Puts a database that holds exactly what a full backup taken at
+/// `last_lsn` holds back to RESTORING in place, as if that backup had just
+/// been restored over it WITH NORECOVERY: log restores (of a newer fork
+/// starting right after `last_lsn`, too) may follow. The failback does this
+/// on the copy its backup was taken from instead of writing the data over
+/// it once more. Refused when the database moved on since (or is another).
+pub fn hold_for_logs(db: &Path, family_id: &str, last_lsn: Lsn) -> Result<(), BackupError> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let tx = conn.unchecked_transaction()?;
+    let id = read_identity(&tx)?.ok_or_else(|| refused("the database has no identity"))?;
+    let state = read_state(&tx)?;
+    if id.family_id != family_id || id.last_lsn != last_lsn {
+        return Err(refused(format!(
+            "{} is of family {} at LSN {}, not what the backup holds (family {family_id}, LSN {last_lsn}): restore the backup over it instead",
+            id.name, id.family_id, id.last_lsn
+        )));
+    }
+    match state {
+        DbState::Restoring => return Ok(()),
+        DbState::Online | DbState::Offline => {}
+        other => {
+            return Err(refused(format!(
+                "{} is {}: only an ONLINE or OFFLINE database goes back to RESTORING in place",
+                id.name,
+                other.as_str()
+            )))
+        }
+    }
+    tx.execute(
+        "UPDATE identity SET state = ?1 WHERE id = 1",
+        [DbState::Restoring.as_str()],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn change_state(db: &Path, from: DbState, to: DbState) -> Result<(), BackupError> {

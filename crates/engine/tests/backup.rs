@@ -469,3 +469,58 @@ async fn log_chains_stop_where_told_and_start_after_a_recovered_restore() {
     let id = pchat_engine::read_identity(&conn).unwrap().unwrap();
     assert_eq!(id.last_lsn, last + 1);
 }
+
+/// The copy a full backup was taken from goes back to RESTORING in place
+/// (what the failback does instead of restoring the backup over it) and
+/// then follows the new fork of a copy restored WITH RECOVERY; refused when
+/// it moved on since the backup, and harmless twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backed_up_copy_holds_for_logs_in_place_and_follows_the_new_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |name: &str| {
+        let p = dir.path().join(name).join("mgc.db");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    };
+    let source = mk("source");
+    let s = ChatEngine::open(&source).unwrap();
+    let room = seed(&s).await;
+    for i in 0..20 {
+        post(&s, room, i).await;
+    }
+    let id = s.identity().await.unwrap();
+    s.close();
+    let full = dir.path().join("full.bak");
+    let h = backup::full_backup(&source, None, &full, "f", "").unwrap();
+    assert_eq!(h.last_lsn, id.last_lsn);
+
+    // Refused for another family or LSN; nothing changes.
+    let e = backup::hold_for_logs(&source, "another-family", h.last_lsn).unwrap_err();
+    assert!(e.to_string().contains("restore the backup over it"), "{e}");
+    let e = backup::hold_for_logs(&source, &h.family_id, h.last_lsn - 1).unwrap_err();
+    assert!(e.to_string().contains("restore the backup over it"), "{e}");
+    let state = |p: &Path| pchat_engine::read_state(&open_connection(p).unwrap()).unwrap();
+    assert_eq!(state(&source), DbState::Online);
+
+    backup::hold_for_logs(&source, &h.family_id, h.last_lsn).unwrap();
+    backup::hold_for_logs(&source, &h.family_id, h.last_lsn).unwrap();
+    assert_eq!(state(&source), DbState::Restoring);
+    assert!(ChatEngine::open(&source).is_ok());
+
+    // A new primary from the backup, WITH RECOVERY (a new fork); its log
+    // applies to the source, which follows the fork.
+    let primary = mk("primary");
+    backup::restore(&full, &primary, None, opts(false, Recovery::Recovery)).unwrap();
+    let p = ChatEngine::open(&primary).unwrap();
+    post(&p, room, 100).await;
+    let new_fork = p.identity().await.unwrap().fork_id;
+    p.close();
+    let log = dir.path().join("primary.trn");
+    backup::log_backup(&primary, &log, "", "", None).unwrap();
+    backup::restore(&log, &source, None, opts(false, Recovery::NoRecovery)).unwrap();
+    let got = pchat_engine::read_identity(&open_connection(&source).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.last_lsn, got.fork_id), (h.last_lsn + 1, new_fork));
+    assert_eq!(data(&source), data(&primary));
+}

@@ -130,6 +130,14 @@ pub enum Request {
     Online {
         db: Db,
     },
+    /// Put an ONLINE or OFFLINE database that holds exactly a full backup's
+    /// data (its family, through its last LSN) back to RESTORING in place,
+    /// as if that backup had been restored over it WITH NORECOVERY.
+    HoldForLogs {
+        db: Db,
+        family_id: String,
+        last_lsn: Lsn,
+    },
     /// Make this server the log-shipping primary of `db` (its backup job).
     LogshipPrimary {
         config: LogshipPrimary,
