@@ -444,6 +444,17 @@ async fn backup(
     value(Ok(header))
 }
 
+/// Restores and state changes are refused on a mirrored copy.
+fn not_mirrored(node: &Node, db: Db) -> Result<(), StoreError> {
+    match node.mirroring.status(db) {
+        Some(_) => Err(invalid(format!(
+            "{} is mirrored here: remove mirroring first",
+            db_name(db)
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn response<T: Serialize>(id: u64, r: Result<T, StoreError>) -> ServerMsg {
     ServerMsg::Response {
         id,
@@ -518,12 +529,7 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
             recovery,
         } => {
             let _one = node.hosted.admin.lock().await;
-            if node.mirroring.status(db).is_some() {
-                return Err(invalid(format!(
-                    "{} is mirrored here: remove mirroring first",
-                    db_name(db)
-                )));
-            }
+            not_mirrored(node, db)?;
             let from = std::path::PathBuf::from(from);
             // A wrong or damaged file is refused before the database closes.
             let header = backup::read_header(&from).map_err(invalid)?;
@@ -581,12 +587,7 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
             last_lsn,
         } => {
             let _one = node.hosted.admin.lock().await;
-            if node.mirroring.status(db).is_some() {
-                return Err(invalid(format!(
-                    "{} is mirrored here: remove mirroring first",
-                    db_name(db)
-                )));
-            }
+            not_mirrored(node, db)?;
             node.hosted
                 .offline(db, move |file| {
                     backup::hold_for_logs(file, &family_id, last_lsn)

@@ -423,22 +423,29 @@ impl Mirroring {
         });
         tracing::info!(db = db_name(db), %partner, from = mirror.last_lsn, "mirroring");
         let mut records = self.subscribe(db, mirror.last_lsn)?;
-        // Tell the mirror at once what the principal holds: a mirror that
-        // already has all of it reports itself synchronized before the next
-        // write, instead of "no news" until then.
-        tokio::time::timeout(
-            APPLY_TIMEOUT,
-            remote.call(Request::MirrorApply {
+        // Records to harden, and what the principal holds (as far as the
+        // mirror can be told: a forced service reports what it lacks of it).
+        let apply = |records: Vec<RawRecord>, principal_lsn: Lsn| {
+            let call = remote.call(Request::MirrorApply {
                 db,
                 family_id: id.family_id.clone(),
                 fork_id: id.fork_id.clone(),
                 forks: forks.clone(),
-                records: Vec::new(),
-                principal_lsn: self.last_committed(db),
-            }),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("the mirror did not answer in time".into()))??;
+                records,
+                principal_lsn,
+            });
+            async move {
+                tokio::time::timeout(APPLY_TIMEOUT, call)
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable("the mirror did not answer in time".into())
+                    })?
+            }
+        };
+        // Tell the mirror at once what the principal holds: a mirror that
+        // already has all of it reports itself synchronized before the next
+        // write, instead of "no news" until then.
+        apply(Vec::new(), self.last_committed(db)).await?;
         loop {
             let Some(first) = records.recv().await else {
                 return Err(StoreError::Unavailable("the log stream ended".into()));
@@ -453,23 +460,8 @@ impl Mirroring {
             if db == Db::Mgc {
                 self.send_files(&remote, &batch).await?;
             }
-            // What the principal holds, as far as the mirror can be told: a
-            // forced service reports what it lacks of this.
             let batch_end = batch.last().map(|r| r.lsn).unwrap_or(0);
-            let principal_lsn = self.last_committed(db).max(batch_end);
-            let sent = tokio::time::timeout(
-                APPLY_TIMEOUT,
-                remote.call(Request::MirrorApply {
-                    db,
-                    family_id: id.family_id.clone(),
-                    fork_id: id.fork_id.clone(),
-                    forks: forks.clone(),
-                    records: batch,
-                    principal_lsn,
-                }),
-            )
-            .await
-            .map_err(|_| StoreError::Unavailable("the mirror did not answer in time".into()))??;
+            let sent = apply(batch, self.last_committed(db).max(batch_end)).await?;
             let hardened: Lsn =
                 serde_json::from_value(sent["last_lsn"].clone()).map_err(internal)?;
             link.send_modify(|l| l.hardened = hardened);
