@@ -382,9 +382,15 @@ impl Console for PoolConsoleHandle {
         .boxed()
     }
 
-    fn samples(&self) -> Value {
+    fn samples(&self, since: i64) -> Value {
         let samples = self.0.samples.lock().unwrap_or_else(|e| e.into_inner());
-        Value::Array(samples.iter().cloned().collect())
+        Value::Array(
+            samples
+                .iter()
+                .filter(|s| s["t"].as_i64().unwrap_or(0) > since)
+                .cloned()
+                .collect(),
+        )
     }
 
     fn plan(&self, runbook: Runbook) -> BoxFuture<'_, Value> {
@@ -422,7 +428,16 @@ impl Console for PoolConsoleHandle {
                 .spawn()
                 .map_err(|e| format!("cannot start pchat dr: {e}"))?;
             let stderr = child.stderr.take();
-            let mut stdout = child.stdout.take();
+            // The report (stdout) is read meanwhile: a large one must not
+            // block the child while the lines (stderr) are followed.
+            let stdout = child.stdout.take();
+            let report = tokio::spawn(async move {
+                let mut text = String::new();
+                if let Some(mut out) = stdout {
+                    let _ = out.read_to_string(&mut text).await;
+                }
+                text
+            });
             *run = Some(RunState {
                 runbook: runbook.as_str(),
                 started_at: pchat_engine::now_ms(),
@@ -439,10 +454,7 @@ impl Console for PoolConsoleHandle {
                         follower.set_run(|r| r.lines.push(line));
                     }
                 }
-                let mut report = String::new();
-                if let Some(out) = stdout.as_mut() {
-                    let _ = out.read_to_string(&mut report).await;
-                }
+                let report = report.await.unwrap_or_default();
                 let ok = child.wait().await.map(|s| s.success()).unwrap_or(false);
                 let report = serde_json::from_str(&report).unwrap_or(Value::Null);
                 follower.set_run(|r| {

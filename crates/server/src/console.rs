@@ -37,9 +37,9 @@ pub trait Console: Send + Sync {
     /// active, connected clients) and database server (its databases' state,
     /// role, mirroring, fork and last LSN; its log-shipping jobs).
     fn snapshot(&self) -> BoxFuture<'_, Value>;
-    /// One sample per second, oldest first, over the last hour: `{t,
-    /// posts_per_s, ack_p99_ms, shipping_lag_ms}`.
-    fn samples(&self) -> Value;
+    /// One sample per second, oldest first, over the last hour, taken after
+    /// `since` (ms): `{t, posts_per_s, ack_p99_ms, shipping_lag_ms}`.
+    fn samples(&self, since: i64) -> Value;
     /// The runbook's plan and preflight checks, changing nothing: `{ok,
     /// lines}`.
     fn plan(&self, runbook: Runbook) -> BoxFuture<'_, Value>;

@@ -74,6 +74,7 @@ async function restore() {
   session.token = token;
   session.base = sessionStorage.getItem("pchat.base") || location.origin;
   try {
+    await findServer();
     S.user = await api("GET", "/api/v1/users/me");
     return true;
   } catch {
@@ -577,7 +578,16 @@ async function reconnect() {
     try {
       await api("GET", "/api/v1/users/me");
     } catch (err) {
-      if (err.status !== 401 || !S.password) throw err;
+      if (err.status !== 401) throw err;
+      if (!S.password) {
+        // After a reload the password is not kept: ask for it. The outbox
+        // stays in this browser and is sent once signed in.
+        banner("", "");
+        sessionStorage.removeItem("pchat.token");
+        $("signin-error").textContent = "Your session is not known on this chat server: sign in again.";
+        showSignIn();
+        return;
+      }
       await signIn(S.user.name, S.password);
     }
     await loadLists();

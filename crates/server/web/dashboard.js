@@ -11,6 +11,8 @@ session.base = location.origin;
 const REFRESH_MS = 500;
 let planned = null;
 let last = null;
+// The chart's samples: the page keeps the last hour and asks for newer ones.
+let samples = [];
 
 function ago(ms) {
   if (!ms) return "never";
@@ -28,7 +30,11 @@ async function refresh() {
     return;
   }
   try {
-    const t = await api("GET", "/api/v1/admin/topology", null, { timeout: 3000 });
+    const since = samples.length ? samples[samples.length - 1].t : 0;
+    const t = await api("GET", `/api/v1/admin/topology?since=${since}`, null, { timeout: 3000 });
+    const hourAgo = Date.now() - 3600 * 1000;
+    samples = samples.concat(t.samples || []).filter((s) => s.t >= hourAgo);
+    t.samples = samples;
     last = t;
     render(t);
     $("dash-error").textContent = "";
@@ -58,7 +64,7 @@ function render(t) {
     box.append(card);
   }
   renderRun(t.run);
-  renderCharts(t.samples || []);
+  renderCharts(t.samples);
 }
 
 function chatNode(s) {

@@ -32,13 +32,22 @@ fn runbook(name: &str) -> Result<Runbook, ApiError> {
     })
 }
 
+#[derive(Deserialize)]
+pub struct TopologyQuery {
+    /// Only the samples taken after this time (ms): a dashboard that has the
+    /// older ones asks for what is new.
+    #[serde(default)]
+    since: i64,
+}
+
 pub async fn topology(
     State(state): State<Arc<AppState>>,
     _admin: PoolAdmin,
+    axum::extract::Query(q): axum::extract::Query<TopologyQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     let c = console(&state)?;
     let mut snapshot = c.snapshot().await;
-    snapshot["samples"] = c.samples();
+    snapshot["samples"] = c.samples(q.since);
     snapshot["run"] = c.run();
     Ok(axum::Json(snapshot))
 }
