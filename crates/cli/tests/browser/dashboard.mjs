@@ -99,4 +99,28 @@ await run(async (browser, pages) => {
   await runFromPage("failover", "FailedOver");
   await dc2.locator('[data-server="chat3"] .pill', { hasText: /^active$/ }).waitFor({ timeout: 5000 });
   await dc2.locator('[data-server="chat3"]', { hasText: "serving" }).waitFor({ timeout: 5000 });
+
+  // The API behind the page refuses what it must, with stable codes.
+  const tok = await page.evaluate(() => sessionStorage.getItem("pchat.token"));
+  const start = async (name, confirm) => {
+    const res = await fetch(`${base}/api/v1/admin/runbooks/${name}`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${tok}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ confirm }),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  let res = await start("failback", "yes");
+  assert.equal(res.status, 422, JSON.stringify(res.body));
+  assert.equal(res.body.error.code, "invalid_value");
+  res = await start("reboot", "reboot");
+  assert.equal(res.body.error.code, "not_found");
+  // Two runs at once: one starts, the other is refused. This failback then
+  // fails its preflight (the primary data center is not rebuilt), and the
+  // page says so.
+  const both = await Promise.all([start("failback", "failback"), start("failback", "failback")]);
+  assert.deepEqual(both.map((r) => r.status).sort(), [202, 409], JSON.stringify(both));
+  assert.equal(both.find((r) => r.status === 409).body.error.code, "runbook_running");
+  await page.locator("#run-state", { hasText: "failed" }).waitFor({ timeout: 30000 });
+  await page.locator("#run-lines", { hasText: "refused" }).waitFor();
 });

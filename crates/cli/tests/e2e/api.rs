@@ -722,6 +722,16 @@ async fn operational_endpoints_and_openapi() {
         .unwrap();
     assert_eq!(refused.status(), 401);
     assert_eq!(refused.headers()["access-control-allow-origin"], "*");
+    // The DR dashboard's API: administrators only, and only in a topology.
+    let t = c
+        .call("GET", "/api/v1/admin/topology", Some(&admin), Value::Null)
+        .await;
+    assert_eq!((t.status, t.code()), (404, "no_topology"), "{}", t.body);
+    let alice = c.user(&admin, "alice").await;
+    let t = c
+        .call("GET", "/api/v1/admin/topology", Some(&alice), Value::Null)
+        .await;
+    assert_eq!((t.status, t.code()), (403, "forbidden"), "{}", t.body);
     // The pages themselves: built in, with a strict content security policy.
     for (path, kind) in [
         ("/", "text/html"),
