@@ -62,6 +62,33 @@ fn chat_env(database: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `pchat db mirror set`: `mirror` becomes the mirror of `principal`'s
+/// databases (`db`: one of them), initialised through `share`.
+fn mirror_set(
+    principal: &str,
+    mirror: &str,
+    share: &str,
+    db: Option<&str>,
+    mode: &str,
+) -> Result<Value, String> {
+    let mut args = vec![
+        "mirror",
+        "set",
+        "--principal",
+        principal,
+        "--mirror",
+        mirror,
+        "--share",
+        share,
+        "--mode",
+        mode,
+    ];
+    if let Some(db) = db {
+        args.extend(["--database", db]);
+    }
+    db_cmd(&args)
+}
+
 fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
@@ -97,19 +124,7 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
     let mut principal = DbServer::start(d1.path(), "127.0.0.1:0");
     let mirror = DbServer::start(d2.path(), "127.0.0.1:0");
     let share_s = share.path().display().to_string();
-    let set = db_cmd(&[
-        "mirror",
-        "set",
-        "--principal",
-        &principal.addr,
-        "--mirror",
-        &mirror.addr,
-        "--share",
-        &share_s,
-        "--mode",
-        "sync",
-    ])
-    .unwrap();
+    let set = mirror_set(&principal.addr, &mirror.addr, &share_s, None, "sync").unwrap();
     assert_eq!(set.as_array().unwrap().len(), 2, "{set}");
     // A second mirror set onto a mirror holding data of this family is fine;
     // the mirror refuses to serve.
@@ -206,19 +221,7 @@ async fn a_planned_mirror_failover_switches_roles_without_loss() {
     let a = DbServer::start(d1.path(), "127.0.0.1:0");
     let b = DbServer::start(d2.path(), "127.0.0.1:0");
     let share_s = share.path().display().to_string();
-    db_cmd(&[
-        "mirror",
-        "set",
-        "--principal",
-        &a.addr,
-        "--mirror",
-        &b.addr,
-        "--share",
-        &share_s,
-        "--database",
-        "mgc",
-    ])
-    .unwrap();
+    mirror_set(&a.addr, &b.addr, &share_s, Some("mgc"), "sync").unwrap();
     let chat_dir = tempfile::tempdir().unwrap();
     let env = chat_env(&format!("{},{}", a.addr, b.addr));
     let chat = Server::start_in(chat_dir.path(), &refs(&env));
@@ -507,23 +510,7 @@ async fn a_mirror_away_stops_strict_writes_and_exposes_sync_ones() {
     let mut b = DbServer::start(d2.path(), "127.0.0.1:0");
     let share_s = share.path().display().to_string();
     let (a_addr, b_addr) = (a.addr.clone(), b.addr.clone());
-    let set = |mode: &str| {
-        db_cmd(&[
-            "mirror",
-            "set",
-            "--principal",
-            &a_addr,
-            "--mirror",
-            &b_addr,
-            "--share",
-            &share_s,
-            "--database",
-            "mgc",
-            "--mode",
-            mode,
-        ])
-        .unwrap()
-    };
+    let set = |mode: &str| mirror_set(&a_addr, &b_addr, &share_s, Some("mgc"), mode).unwrap();
     set("strict");
     let chat_dir = tempfile::tempdir().unwrap();
     let env = chat_env(&a.addr);
@@ -624,21 +611,7 @@ async fn a_synchronous_principal_ships_only_what_its_mirror_hardened() {
         share.path().display().to_string(),
         copy.path().display().to_string(),
     );
-    db_cmd(&[
-        "mirror",
-        "set",
-        "--principal",
-        &principal.addr,
-        "--mirror",
-        &mirror.addr,
-        "--share",
-        &share_s,
-        "--database",
-        "mgc",
-        "--mode",
-        "sync",
-    ])
-    .unwrap();
+    mirror_set(&principal.addr, &mirror.addr, &share_s, Some("mgc"), "sync").unwrap();
     db_cmd(&[
         "logship",
         "configure",
