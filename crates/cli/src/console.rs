@@ -25,6 +25,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 /// One sample a second (every fourth look), for an hour.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const SAMPLES: usize = 3600;
+/// Looking stops this long after the last dashboard request.
+const IDLE_STOP: Duration = Duration::from_secs(3600);
 
 pub struct PoolConsole {
     topology: Topology,
@@ -34,6 +36,8 @@ pub struct PoolConsole {
     /// One connection per database server, kept between looks.
     stores: Mutex<HashMap<String, Arc<RemoteStore>>>,
     looking: AtomicBool,
+    /// When a dashboard last asked: looking stops an hour after that.
+    asked: Mutex<std::time::Instant>,
     latest: Mutex<Option<Value>>,
     samples: Mutex<VecDeque<Value>>,
     run: Arc<Mutex<Option<RunState>>>,
@@ -69,6 +73,7 @@ impl PoolConsole {
                 .unwrap_or_default(),
             stores: Mutex::new(HashMap::new()),
             looking: AtomicBool::new(false),
+            asked: Mutex::new(std::time::Instant::now()),
             latest: Mutex::new(None),
             samples: Mutex::new(VecDeque::new()),
             run: Arc::new(Mutex::new(None)),
@@ -89,9 +94,11 @@ impl PoolConsole {
             .clone()
     }
 
-    /// Starts looking four times a second (on the first request of a dashboard),
-    /// so a chat server nobody watches does no extra work.
+    /// Starts looking four times a second (on the first request of a
+    /// dashboard) until an hour after the last one, so a chat server nobody
+    /// watches does no extra work.
     fn ensure_looking(self: &Arc<Self>) {
+        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
         if self.looking.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -102,6 +109,12 @@ impl PoolConsole {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                let idle = me.asked.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                if idle > IDLE_STOP {
+                    *me.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    me.looking.store(false, Ordering::SeqCst);
+                    return;
+                }
                 let (snapshot, counters) = me.look().await;
                 let now = std::time::Instant::now();
                 let due = previous
