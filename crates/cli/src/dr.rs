@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use pchat_dr::runbook::{plan, servers_of, Journal, Procedure, Step};
 use pchat_dr::topology::Role;
 use pchat_dr::{Change, PoolConfig, PoolState, Topology};
-use pchat_wire::message::{LogshipPrimary, LogshipSecondary, MirrorMode, Request};
+use pchat_wire::message::{CopyTarget, LogshipPrimary, LogshipSecondary, MirrorMode, Request};
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -547,8 +547,7 @@ impl Run {
             Step::MirrorPrimary => self.mirror(Role::Primary, Role::PrimaryMirror).await,
             Step::ActivateServers(s) => self.activate(s).await,
             Step::ClearActiveServers => self.clear_active().await,
-            Step::BackupToShare => self.backup_to_share().await,
-            Step::RestorePrimary => self.restore_primary().await,
+            Step::CopyToPrimary => self.copy_to_primary().await,
             Step::ShipFromPrimary => self.ship_from_primary().await,
             Step::Verify => self.verify().await,
         }
@@ -781,137 +780,121 @@ impl Run {
         Ok(out)
     }
 
-    async fn backup_to_share(&mut self) -> anyhow::Result<Value> {
-        let share = self
-            .t()
-            .log_shipping
-            .as_ref()
-            .map(|l| l.share.clone())
-            .context("the topology has no [log_shipping] share")?;
-        let b = self.server(Role::Backup)?;
-        let mut out = json!({});
-        let stamp = now_ms();
-        for db in DATABASES {
-            let file = format!(
-                "{}/{}_failback_{stamp}.bak",
-                share.trim_end_matches('/'),
-                db.name()
-            );
-            self.say(&format!("  {}: full backup to {file}", db.name()));
-            let expected = b.database(db).await?["bytes"].as_u64().unwrap_or(0);
-            let h = self
-                .long(
-                    b.ask(Request::Backup {
-                        db: db.wire(),
-                        to: file.clone(),
-                        log: false,
-                        name: format!("{} failback", db.name()),
-                        description: format!(
-                            "full backup of {} on {} for the failback",
-                            db.name(),
-                            b.addr
-                        ),
-                    }),
-                    Some((&file, expected)),
-                )
-                .await?;
-            out[db.name()] =
-                json!({ "file": file, "last_lsn": h["last_lsn"], "family_id": h["family_id"] });
-        }
-        self.journal.facts.insert("backup".into(), out.clone());
-        Ok(out)
-    }
-
-    /// The full backup restored at once over the primary (with recovery:
-    /// ready to use) and over the primary mirror (with norecovery: it follows
-    /// the primary's new fork from there). The backup, which the backup was
-    /// taken from and which nobody wrote to since (no server is active),
-    /// goes back to RESTORING in place: the same state a restore would
-    /// leave, without writing the data over it once more.
-    async fn restore_primary(&mut self) -> anyhow::Result<Value> {
+    /// Backup mgc and mgccomp copied straight to the primary (with recovery:
+    /// ready to use) and to the primary mirror (with norecovery: it follows
+    /// the primary's new fork from there), both from one read of each file
+    /// on the backup, which nobody writes to (no server is active). The
+    /// backup then goes back to RESTORING in place: it holds the same data,
+    /// so it follows the primary's new fork without being written again.
+    async fn copy_to_primary(&mut self) -> anyhow::Result<Value> {
         use pchat_store::Recovery;
-        let backup = self
-            .journal
-            .facts
-            .get("backup")
-            .cloned()
-            .context("the journal lacks the full backup's files (step backup-to-share)")?;
-        let targets = [
-            (Role::Primary, Some(Recovery::Recovery)),
-            (Role::PrimaryMirror, Some(Recovery::NoRecovery)),
-            (Role::Backup, None),
-        ];
+        let b = self.server(Role::Backup)?.clone();
         let mut out = json!({});
         for db in DATABASES {
-            let file = backup[db.name()]["file"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let family_id = backup[db.name()]["family_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let last_lsn = backup[db.name()]["last_lsn"].as_i64().unwrap_or(-1);
-            let mut work = Vec::new();
-            for (role, recovery) in targets {
+            let mut targets = Vec::new();
+            for (role, recovery) in [
+                (Role::Primary, Recovery::Recovery),
+                (Role::PrimaryMirror, Recovery::NoRecovery),
+            ] {
                 if self.journal.facts.contains_key(&restored_key(role, db)) {
-                    out[db.name()][role.as_str()] = json!("already restored");
+                    out[db.name()][role.as_str()] = json!("already copied");
                     continue;
                 }
-                let (s, file) = (self.server(role)?.clone(), file.clone());
-                let request = match recovery {
-                    Some(recovery) => {
-                        self.say(&format!(
-                            "  {}: restoring {file} over {} ({})",
-                            db.name(),
-                            self.name(role),
-                            if recovery == Recovery::Recovery {
-                                "recovery"
-                            } else {
-                                "norecovery"
-                            }
-                        ));
-                        Request::Restore {
-                            db: db.wire(),
-                            from: file,
-                            replace: true,
-                            recovery,
-                        }
-                    }
-                    None => {
-                        self.say(&format!(
-                            "  {}: {} holds the backup's data (LSN {last_lsn}): back to RESTORING in place",
-                            db.name(),
-                            self.name(role),
-                        ));
-                        Request::HoldForLogs {
-                            db: db.wire(),
-                            family_id: family_id.clone(),
-                            last_lsn,
-                        }
-                    }
-                };
-                work.push(async move {
-                    let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
-                    let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
-                    (role, s.ask(request).await)
-                });
+                let s = self.server(role)?.clone();
+                let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
+                let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
+                targets.push((role, recovery, s.addr.clone()));
             }
-            let done = self
-                .long(
-                    async { Ok(futures_util::future::join_all(work).await) },
-                    None,
-                )
-                .await?;
-            for (role, r) in done {
-                let r =
-                    r.with_context(|| format!("restoring {} over {}", db.name(), self.name(role)))?;
+            if !targets.is_empty() {
+                let names: Vec<String> = targets
+                    .iter()
+                    .map(|(role, recovery, _)| {
+                        let how = if *recovery == Recovery::Recovery {
+                            "recovery"
+                        } else {
+                            "norecovery"
+                        };
+                        format!("{} ({how})", self.name(*role))
+                    })
+                    .collect();
+                self.say(&format!(
+                    "  {}: copying from {} to {}",
+                    db.name(),
+                    self.name(Role::Backup),
+                    names.join(" and ")
+                ));
+                let to = targets
+                    .iter()
+                    .map(|(_, recovery, addr)| CopyTarget {
+                        addr: addr.clone(),
+                        replace: true,
+                        recovery: *recovery,
+                    })
+                    .collect();
+                let sent = self
+                    .long(b.ask(Request::SendCopy { db: db.wire(), to }))
+                    .await
+                    .with_context(|| format!("copying {} from {}", db.name(), b.addr))?;
+                self.journal.facts.insert(
+                    format!("copy-{}", db.name()),
+                    json!({ "family_id": sent["family_id"], "last_lsn": sent["last_lsn"], "bytes": sent["bytes"] }),
+                );
+                let mut failed = Vec::new();
+                for ((role, _, _), copy) in targets
+                    .iter()
+                    .zip(sent["copies"].as_array().into_iter().flatten())
+                {
+                    match copy.get("report") {
+                        Some(report) => {
+                            self.journal
+                                .facts
+                                .insert(restored_key(*role, db), json!(true));
+                            out[db.name()][role.as_str()] = report.clone();
+                        }
+                        None => {
+                            failed.push(format!("{}: {}", self.name(*role), short(&copy["error"])))
+                        }
+                    }
+                }
+                self.save()?;
+                if !failed.is_empty() {
+                    anyhow::bail!("copying {} failed on {}", db.name(), failed.join("; "));
+                }
+            }
+            if !self
+                .journal
+                .facts
+                .contains_key(&restored_key(Role::Backup, db))
+            {
+                let copy = self
+                    .journal
+                    .facts
+                    .get(&format!("copy-{}", db.name()))
+                    .cloned()
+                    .context("the journal lacks what was copied")?;
+                let family_id = copy["family_id"].as_str().unwrap_or_default().to_string();
+                let last_lsn = copy["last_lsn"].as_i64().unwrap_or(-1);
+                self.say(&format!(
+                    "  {}: {} holds the copied data (LSN {last_lsn}): back to RESTORING in place",
+                    db.name(),
+                    self.name(Role::Backup),
+                ));
+                let _ = b.ask(Request::MirrorRemove { db: db.wire() }).await;
+                let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
+                let r = b
+                    .ask(Request::HoldForLogs {
+                        db: db.wire(),
+                        family_id,
+                        last_lsn,
+                    })
+                    .await
+                    .with_context(|| format!("holding {} on {} for logs", db.name(), b.addr))?;
                 self.journal
                     .facts
-                    .insert(restored_key(role, db), json!(true));
-                out[db.name()][role.as_str()] = r;
+                    .insert(restored_key(Role::Backup, db), json!(true));
+                out[db.name()][Role::Backup.as_str()] = r;
+                self.save()?;
             }
-            self.save()?;
         }
         Ok(out)
     }
@@ -939,7 +922,7 @@ impl Run {
             }
             let _ = p.ask(Request::LogshipRemove { db: db.wire() }).await;
             let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
-            // Restored from the failback's backup, the backup follows the
+            // Held for logs by the failback's copy, the backup follows the
             // primary's new fork from there; otherwise it starts afresh.
             let r = if self
                 .journal
@@ -949,11 +932,8 @@ impl Run {
             {
                 here.clone()
             } else {
-                self.long(
-                    b.initialise_from(p, db, &share, pchat_store::Recovery::NoRecovery, true),
-                    None,
-                )
-                .await?
+                self.long(b.initialise_from(p, db, &share, pchat_store::Recovery::NoRecovery, true))
+                    .await?
             };
             let (pc, sc) = logship_configs(self.t(), db)?;
             b.ship_from(p, pc.clone(), sc).await?;
@@ -966,13 +946,10 @@ impl Run {
         Ok(out)
     }
 
-    /// Awaits a long operation, printing progress every second: a bar of the
-    /// bytes written so far against `expected` when `file` is a path this
-    /// machine sees (a backup into a local share), else the time.
+    /// Awaits a long operation, printing the time it has taken every second.
     async fn long<T>(
         &self,
         work: impl std::future::Future<Output = anyhow::Result<T>>,
-        file: Option<(&str, u64)>,
     ) -> anyhow::Result<T> {
         let t0 = Instant::now();
         tokio::pin!(work);
@@ -980,12 +957,7 @@ impl Run {
             tokio::select! {
                 done = &mut work => return done,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    let written = file.map(|(f, expected)| (bytes_written(f), expected));
-                    let line = match written {
-                        Some((len, expected)) if expected > 0 => progress_bar(len, expected),
-                        _ => String::new(),
-                    };
-                    self.say(&format!("  ... {:.0} s {line}", t0.elapsed().as_secs_f64()));
+                    self.say(&format!("  ... {:.0} s", t0.elapsed().as_secs_f64()));
                 }
             }
         }
@@ -1225,43 +1197,6 @@ fn follows_fork(copy: &Value, serving: &Value) -> bool {
     known && start.is_some_and(|s| copy["identity"]["last_lsn"].as_i64() == Some(s - 1))
 }
 
-/// How much of a file being written is there: the file, or the temporary
-/// beside it that it is written under before being renamed.
-fn bytes_written(file: &str) -> u64 {
-    let path = std::path::Path::new(file);
-    if let Ok(m) = std::fs::metadata(path) {
-        return m.len();
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return 0;
-    };
-    let prefix = format!("{}.", name.to_string_lossy());
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0)
-}
-
-/// `[##########..........]  52%  560 / 1081 MiB`
-fn progress_bar(done: u64, total: u64) -> String {
-    let share = (done as f64 / total as f64).clamp(0.0, 1.0);
-    let filled = (share * 20.0).round() as usize;
-    format!(
-        "[{}{}] {:>3.0}%  {} / {} MiB",
-        "#".repeat(filled),
-        ".".repeat(20 - filled),
-        share * 100.0,
-        done >> 20,
-        total >> 20
-    )
-}
-
-/// The journal's fact that the failback's backup was restored over `role`.
 fn restored_key(role: Role, db: Database) -> String {
     format!("restored-{}-{}", role.as_str(), db.name())
 }
@@ -1313,16 +1248,6 @@ async fn chat_serving(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn progress_bars() {
-        assert_eq!(
-            progress_bar(0, 100 << 20),
-            "[....................]   0%  0 / 100 MiB"
-        );
-        assert!(progress_bar(50 << 20, 100 << 20).starts_with("[##########..........]  50%"));
-        assert!(progress_bar(200, 100).contains("100%"), "never past full");
-    }
 
     #[test]
     fn a_copy_on_the_older_fork_follows_only_from_the_fork_start() {

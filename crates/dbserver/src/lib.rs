@@ -24,6 +24,7 @@ use hosted::{db_name, Hosted};
 use logship::Logship;
 use mirror::Mirroring;
 use pchat_engine::backup::{self, RestoreOptions};
+use pchat_engine::copy as backup_copy;
 use pchat_engine::DbState;
 use pchat_store::blobs::Blobs;
 use pchat_store::{ChatStore, ComplianceStore, StoreError};
@@ -327,6 +328,17 @@ async fn connection(
                     let _ = out.send(ServerMsg::Response { id, result }).await;
                 });
             }
+            // The rest of the connection is the copy's bytes, then the answer.
+            Request::ReceiveCopy {
+                db,
+                replace,
+                recovery,
+            } => {
+                let opts = RestoreOptions { replace, recovery };
+                let answer = receive_copy(&node, &mut r, db, opts, &client).await;
+                let _ = out.send(ServerMsg::Response { id, result: answer }).await;
+                break Ok(());
+            }
             Request::Unsubscribe { sub } => {
                 if let Some(t) = subs.remove(&sub) {
                     t.abort();
@@ -349,6 +361,7 @@ async fn connection(
                             name,
                             description,
                         } => backup(&node.hosted, db, to, log, name, description).await,
+                        Request::SendCopy { db, to } => send_copy(&node, db, to).await,
                         other => operation(&node, other).await,
                     };
                     let _ = out.send(ServerMsg::Response { id, result: answer }).await;
@@ -442,6 +455,187 @@ async fn backup(
     let header =
         done.map_err(|e| StoreError::Domain(pchat_domain::DomainError::Invalid(e.to_string())))?;
     value(Ok(header))
+}
+
+/// Streams a copy of `db` to every target at once (each byte read once,
+/// written to every connection), and answers what each target reported.
+async fn send_copy(
+    node: &Node,
+    db: Db,
+    to: Vec<CopyTarget>,
+) -> Result<serde_json::Value, StoreError> {
+    use tokio::io::AsyncWriteExt;
+    node.hosted.readable(db)?;
+    let me = format!("{} copy", node.config.name);
+    let mut links = Vec::new();
+    for t in &to {
+        let (r, mut w, _) =
+            pchat_wire::client::handshake(&t.addr, &node.config.secret, &me).await?;
+        let req = Request::ReceiveCopy {
+            db,
+            replace: t.replace,
+            recovery: t.recovery,
+        };
+        frame::write(&mut w, &ClientMsg::Request { id: 1, req })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", t.addr)))?;
+        links.push((r, Some(w), None::<String>));
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
+    let (file, files) = (node.hosted.file(db), node.hosted.files_dir(db));
+    let name = format!("copy of {} from {}", db_name(db), node.config.name);
+    let reader = tokio::task::spawn_blocking(move || {
+        backup_copy::send_copy(&file, files.as_deref(), &name, &mut |bytes| {
+            tx.blocking_send(bytes.to_vec()).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "every target went away")
+            })
+        })
+    });
+    let mut bytes = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        bytes += chunk.len() as u64;
+        let writes = links.iter_mut().map(|(_, w, failed)| {
+            let chunk = &chunk;
+            async move {
+                if let Some(conn) = w {
+                    if let Err(e) = conn.write_all(chunk).await {
+                        *failed = Some(format!("the connection failed: {e}"));
+                        *w = None;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(writes).await;
+        if links.iter().all(|(_, w, _)| w.is_none()) {
+            break;
+        }
+    }
+    drop(rx);
+    let header = reader
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(invalid)?;
+    let answers = links
+        .into_iter()
+        .zip(&to)
+        .map(|((mut r, w, failed), t)| async move {
+            drop(w);
+            let answer = match failed {
+                Some(e) => Err(e),
+                None => match frame::read::<ServerMsg>(&mut r).await {
+                    Ok(ServerMsg::Response { result, .. }) => result.map_err(|e| e.to_string()),
+                    Ok(ServerMsg::Refused { message, .. }) => Err(message),
+                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match answer {
+                Ok(report) => serde_json::json!({ "to": t.addr, "report": report }),
+                Err(e) => serde_json::json!({ "to": t.addr, "error": e }),
+            }
+        });
+    let copies = futures_util::future::join_all(answers).await;
+    Ok(serde_json::json!({
+        "database": header.database, "family_id": header.family_id,
+        "fork_id": header.fork_id, "last_lsn": header.last_lsn,
+        "bytes": bytes, "copies": copies,
+    }))
+}
+
+/// Reads a copy from the connection and restores it over `db`. The header
+/// is checked before `db` closes; the rest goes to the restore through a
+/// bounded channel (the socket is read here, the file written on a
+/// blocking thread).
+async fn receive_copy(
+    node: &Node,
+    r: &mut tokio::net::tcp::OwnedReadHalf,
+    db: Db,
+    opts: RestoreOptions,
+    from: &str,
+) -> Result<serde_json::Value, StoreError> {
+    use tokio::io::AsyncReadExt;
+    let cut = |e: std::io::Error| invalid(format!("the copy was cut short: {e}"));
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.map_err(cut)?;
+    let len = u32::from_le_bytes(len);
+    if len > backup::MAX_HEADER {
+        return Err(invalid(format!("a copy header of {len} bytes")));
+    }
+    let mut head = vec![0u8; len as usize];
+    r.read_exact(&mut head).await.map_err(cut)?;
+    let header = backup_copy::parse_header(&head).map_err(invalid)?;
+    if header.database != db_name(db) {
+        return Err(invalid(format!(
+            "the copy is of {}, not of {}",
+            header.database,
+            db_name(db)
+        )));
+    }
+    let _one = node.hosted.admin.lock().await;
+    not_mirrored(node, db)?;
+    let mut left = header.sections.iter().map(|s| s.len).sum::<u64>() + 32;
+    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+    let pump = async move {
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(backup_copy::CHUNK as u64) as usize];
+            let part = match r.read(&mut buf).await {
+                Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    Ok(buf)
+                }
+                Err(e) => Err(e),
+            };
+            let failed = part.is_err();
+            if tx.send(part).await.is_err() || failed {
+                break;
+            }
+        }
+    };
+    let files = node.hosted.files_dir(db);
+    let source = format!("copy from {from}");
+    let restore = node.hosted.offline(db, move |file| {
+        let mut rest = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        };
+        backup_copy::restore_copy(
+            &head,
+            &header,
+            &mut rest,
+            file,
+            files.as_deref(),
+            opts,
+            &source,
+        )
+    });
+    let ((), report) = tokio::join!(pump, restore);
+    value(Ok(report?.map_err(invalid)?))
+}
+
+/// The bytes a channel brings, read on a blocking thread.
+struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => (self.buf, self.pos) = (b, 0),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Restores and state changes are refused on a mirrored copy.

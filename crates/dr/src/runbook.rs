@@ -56,11 +56,10 @@ pub enum Step {
     ClearActiveServers,
     /// Failback: remove mirroring on backup mgc and mgccomp.
     RemoveBackupMirroring,
-    /// Failback: full backup of backup mgc and mgccomp to the share.
-    BackupToShare,
-    /// Failback: restore them over the primary, with replace and recovery,
-    /// and over the primary mirror and the backup with norecovery.
-    RestorePrimary,
+    /// Failback: copy backup mgc and mgccomp straight to the primary (with
+    /// replace and recovery) and the primary mirror (norecovery); the
+    /// backup goes back to RESTORING in place.
+    CopyToPrimary,
     /// Failback: mirror the primary to the primary mirror.
     MirrorPrimary,
     /// Failback: log shipping from the primary to the backup again.
@@ -130,9 +129,8 @@ impl Step {
             Step::RemoveBackupMirroring => {
                 format!("remove mirroring on backup mgc and mgccomp ({b} and {bm})")
             }
-            Step::BackupToShare => format!("full backup of mgc and mgccomp on {b} to {share}"),
-            Step::RestorePrimary => format!(
-                "restore them over {p} with replace and recovery (ready to use) and at the same time over {pm} with norecovery; {b}, which holds the same data, goes back to RESTORING in place"
+            Step::CopyToPrimary => format!(
+                "copy mgc and mgccomp from {b} (nobody writes there now) straight to {p}, with replace and recovery (ready to use), and at the same time to {pm} with norecovery; {b}, which holds the same data, goes back to RESTORING in place"
             ),
             Step::MirrorPrimary => format!(
                 "mirror mgc and mgccomp from {p} to {pm} ({pm} follows from the restored backup)"
@@ -185,8 +183,7 @@ pub fn plan(p: Procedure) -> Vec<Step> {
         Procedure::Failback => vec![
             Step::ClearActiveServers,
             Step::RemoveBackupMirroring,
-            Step::BackupToShare,
-            Step::RestorePrimary,
+            Step::CopyToPrimary,
             Step::MirrorPrimary,
             Step::ShipFromPrimary,
             Step::SetPoolState(Normal),

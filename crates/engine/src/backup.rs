@@ -42,7 +42,7 @@ pub const MAGIC: &[u8; 8] = b"PCHATBK1";
 /// Version of the header layout this pchat writes and reads.
 pub const FORMAT: u32 = 1;
 /// Largest header accepted (a fork history is small).
-const MAX_HEADER: u32 = 16 << 20;
+pub const MAX_HEADER: u32 = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,18 +97,18 @@ pub enum BackupError {
     Sql(#[from] rusqlite::Error),
 }
 
-fn refused(msg: impl Into<String>) -> BackupError {
+pub(crate) fn refused(msg: impl Into<String>) -> BackupError {
     BackupError::Refused(msg.into())
 }
 
-fn sync_parent(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
         None => std::fs::File::open(".")?.sync_all(),
     }
 }
 
-fn temp_beside(path: &Path, what: &str) -> PathBuf {
+pub(crate) fn temp_beside(path: &Path, what: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{what}-{}", std::process::id()));
     path.with_file_name(name)
@@ -116,7 +116,7 @@ fn temp_beside(path: &Path, what: &str) -> PathBuf {
 
 /// Removes what an earlier, interrupted run left beside `path` under a
 /// temporary name (`temp_beside`): never complete, never used.
-fn remove_leftovers(path: &Path, what: &str) {
+pub(crate) fn remove_leftovers(path: &Path, what: &str) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
@@ -174,7 +174,7 @@ fn seal(
 /// flushes the file to disk over and over: the disk writes as the data comes
 /// instead of all of it at the final fsync (the kernel would wait until
 /// a tenth of memory is dirty before it starts on its own).
-fn syncing_while<T>(
+pub(crate) fn syncing_while<T>(
     path: &Path,
     work: impl FnOnce() -> Result<T, BackupError>,
 ) -> Result<T, BackupError> {
@@ -214,7 +214,7 @@ pub(crate) fn forks(conn: &Connection) -> rusqlite::Result<Vec<Fork>> {
     rows.collect()
 }
 
-fn header_of(
+pub(crate) fn header_of(
     conn: &Connection,
     kind: BackupKind,
     name: &str,
@@ -239,7 +239,7 @@ fn header_of(
 }
 
 /// Uploaded files under `files_dir` (content-addressed `sha256/ab/cdef…`).
-fn uploaded_files(files_dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+pub(crate) fn uploaded_files(files_dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let root = files_dir.join("sha256");
     if !root.exists() {
@@ -535,7 +535,7 @@ pub fn verify(path: &Path) -> Result<BackupHeader, BackupError> {
     Ok(header)
 }
 
-fn check_header(h: &BackupHeader) -> Result<(), BackupError> {
+pub(crate) fn check_header(h: &BackupHeader) -> Result<(), BackupError> {
     let bad = |m: &str| Err(BackupError::Damaged(m.to_string()));
     match h.kind {
         BackupKind::Full => {
@@ -581,9 +581,9 @@ pub struct RestoreReport {
 }
 
 /// Hashes what is read through it.
-struct HashReader<R> {
-    inner: R,
-    hasher: blake3::Hasher,
+pub(crate) struct HashReader<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: blake3::Hasher,
 }
 
 impl<R: Read> Read for HashReader<R> {
@@ -600,7 +600,7 @@ impl<R: Read> Read for HashReader<R> {
 fn sections(
     path: &Path,
     header: &BackupHeader,
-    mut each: impl FnMut(&Section, &mut dyn Read) -> Result<(), BackupError>,
+    each: impl FnMut(&Section, &mut dyn Read) -> Result<(), BackupError>,
 ) -> Result<(), BackupError> {
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
@@ -608,15 +608,36 @@ fn sections(
         inner: std::io::BufReader::with_capacity(1 << 20, file),
         hasher: blake3::Hasher::new(),
     };
-    for s in &header.sections {
-        let mut part = (&mut r).take(s.len);
-        each(s, &mut part)?;
-        // Whatever the reader left of this section is skipped.
-        std::io::copy(&mut part, &mut std::io::sink())?;
-    }
+    read_sections(&mut r, header, each)?;
     let body: u64 = header.sections.iter().map(|s| s.len).sum();
     // The header, its length and the magic are under the checksum too.
     std::io::copy(&mut (&mut r).take(len - 32 - body), &mut std::io::sink())?;
+    check_digest(r)
+}
+
+/// Hands each section of `header` to `each`, in order, as `r` yields them.
+pub(crate) fn read_sections<R: Read>(
+    r: &mut HashReader<R>,
+    header: &BackupHeader,
+    mut each: impl FnMut(&Section, &mut dyn Read) -> Result<(), BackupError>,
+) -> Result<(), BackupError> {
+    for s in &header.sections {
+        let mut part = (&mut *r).take(s.len);
+        each(s, &mut part)?;
+        // Whatever the reader left of this section is skipped.
+        std::io::copy(&mut part, &mut std::io::sink())?;
+        if part.limit() > 0 {
+            return Err(BackupError::Damaged(format!(
+                "it ends inside section {}",
+                s.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the 32-byte checksum that follows what `r` hashed, and compares.
+pub(crate) fn check_digest<R: Read>(mut r: HashReader<R>) -> Result<(), BackupError> {
     let mut digest = [0u8; 32];
     r.inner.read_exact(&mut digest)?;
     if r.hasher.finalize() != blake3::Hash::from_bytes(digest) {
@@ -693,6 +714,19 @@ fn restore_full(
     files_dir: Option<&Path>,
     opts: RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
+    refuse_replacing(db, header, opts)?;
+    install_full(db, header, opts, &backup.display().to_string(), |tmp| {
+        sections(backup, header, |s, r| write_section(tmp, files_dir, s, r))
+    })
+}
+
+/// Refuses a full restore over `db` that would discard another database,
+/// or (without `replace`) one that is in use.
+pub(crate) fn refuse_replacing(
+    db: &Path,
+    header: &BackupHeader,
+    opts: RestoreOptions,
+) -> Result<(), BackupError> {
     if let Some((id, state)) = existing(db)? {
         if id.name != header.database {
             return Err(refused(format!(
@@ -716,25 +750,70 @@ fn restore_full(
             )));
         }
     }
+    Ok(())
+}
+
+/// The WAL that SQLite keeps beside a database file.
+pub(crate) fn wal_of(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_os_string();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// Writes one section of a full backup (or copy) being restored into the
+/// new database `tmp`: the database file, its WAL, or an uploaded file.
+pub(crate) fn write_section(
+    tmp: &Path,
+    files_dir: Option<&Path>,
+    s: &Section,
+    r: &mut dyn Read,
+) -> Result<(), BackupError> {
+    let target = match s.name.as_str() {
+        "db" => tmp.to_path_buf(),
+        "wal" => wal_of(tmp),
+        name => {
+            if let (Some(sha), Some(dir)) = (name.strip_prefix("file:"), files_dir) {
+                put_file(dir, sha, r)?;
+            }
+            return Ok(());
+        }
+    };
+    let mut out = std::fs::File::create(&target)?;
+    syncing_while(&target, || Ok(std::io::copy(r, &mut out)?))?;
+    out.sync_all()?;
+    Ok(())
+}
+
+/// Builds the database a full restore makes beside `db` (`fill` writes its
+/// sections, and fails unless every byte checked out), sets its state, and
+/// renames it over `db`: the target is either as it was or restored.
+pub(crate) fn install_full(
+    db: &Path,
+    header: &BackupHeader,
+    opts: RestoreOptions,
+    source: &str,
+    fill: impl FnOnce(&Path) -> Result<(), BackupError>,
+) -> Result<RestoreReport, BackupError> {
     remove_leftovers(db, "restore");
     let tmp = temp_beside(db, "restore");
     let result = (|| -> Result<(DbState, String), BackupError> {
-        sections(backup, header, |s, r| {
-            if s.name == "db" {
-                let mut out = std::fs::File::create(&tmp)?;
-                syncing_while(&tmp, || Ok(std::io::copy(r, &mut out)?))?;
-                out.sync_all()?;
-            } else if let (Some(sha), Some(dir)) = (s.name.strip_prefix("file:"), files_dir) {
-                put_file(dir, sha, r)?;
-            }
-            Ok(())
-        })?;
+        fill(&tmp)?;
+        // A copied WAL (if any) goes into the file here, and is removed.
         let conn = Connection::open(&tmp)?;
         conn.pragma_update(None, "journal_mode", "DELETE")?;
         // The file is synced below, before it replaces anything; a crash
         // before that leaves only a leftover that the next restore removes.
         conn.pragma_update(None, "synchronous", "OFF")?;
         let tx = conn.unchecked_transaction()?;
+        let last: Lsn = tx.query_row("SELECT last_lsn FROM identity WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+        if last != header.last_lsn {
+            return Err(BackupError::Damaged(format!(
+                "the data ends at LSN {last}, its header says {}",
+                header.last_lsn
+            )));
+        }
         let out = set_state(&tx, opts.recovery)?;
         if opts.recovery == Recovery::Recovery {
             // A new history begins at the backup's last LSN: its log chain
@@ -742,7 +821,7 @@ fn restore_full(
             // or a later one), not at whatever the source had backed up.
             tx.execute(
                 "INSERT INTO backup_history (kind, first_lsn, last_lsn, file, created_at) VALUES ('chain', ?1, ?1, ?2, ?3)",
-                params![header.last_lsn, backup.display().to_string(), crate::now_ms()],
+                params![header.last_lsn, source, crate::now_ms()],
             )?;
         }
         tx.commit()?;
@@ -753,7 +832,7 @@ fn restore_full(
     let (state, fork_id) = match result {
         Ok(x) => x,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            remove_leftovers(db, "restore");
             return Err(e);
         }
     };

@@ -22,6 +22,7 @@
 pub mod backup;
 mod chat;
 pub mod compliance;
+pub mod copy;
 mod database;
 mod machine;
 mod reads;

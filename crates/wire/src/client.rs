@@ -288,8 +288,20 @@ fn enqueue(
         .map_err(|_| unavailable("the database server connection was lost"))
 }
 
-/// Connects, runs the handshake, and starts the reader and writer tasks.
-async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreError> {
+/// Connects to a database server and runs the handshake: answers the two
+/// halves of the connection, ready for requests, and the server's name.
+pub async fn handshake(
+    addr: &str,
+    secret: &[u8],
+    client: &str,
+) -> Result<
+    (
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+        String,
+    ),
+    StoreError,
+> {
     let stream = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .map_err(|_| unavailable("connect timed out"))?
@@ -340,6 +352,12 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
     let server = tokio::time::timeout(std::time::Duration::from_secs(5), hello)
         .await
         .map_err(|_| unavailable("handshake timed out"))??;
+    Ok((r, w, server))
+}
+
+/// Connects, runs the handshake, and starts the reader and writer tasks.
+async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreError> {
+    let (mut r, mut w, server) = handshake(addr, secret, client).await?;
     let (out, mut queue) = mpsc::unbounded_channel::<ClientMsg>();
     let pending: Pending = Arc::default();
     let subs: Subs = Arc::default();

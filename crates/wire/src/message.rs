@@ -99,6 +99,23 @@ pub enum Request {
         replace: bool,
         recovery: Recovery,
     },
+    /// Copy a hosted database straight to other database servers (its file
+    /// read once while its writers are held off; see [`Request::ReceiveCopy`]).
+    /// Answers `{database, family_id, fork_id, last_lsn, bytes, copies:
+    /// [{to, report} | {to, error}]}`.
+    SendCopy {
+        db: Db,
+        to: Vec<CopyTarget>,
+    },
+    /// Sent by a database server sending a copy: the connection's last
+    /// request. The copy's bytes follow it on the connection (not framed:
+    /// header length u32 LE, header, sections, BLAKE3), and the server
+    /// answers with the restore report once the copy replaced `db`.
+    ReceiveCopy {
+        db: Db,
+        replace: bool,
+        recovery: Recovery,
+    },
     /// Bring a RESTORING or STANDBY database ONLINE on a new fork, restoring
     /// nothing (`RESTORE DATABASE ... WITH RECOVERY`).
     Recover {
@@ -214,6 +231,15 @@ pub enum Request {
     PoolPut {
         config: pchat_dr::PoolConfig,
     },
+}
+
+/// Where a copy goes, and the state it leaves the database in there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyTarget {
+    pub addr: String,
+    pub replace: bool,
+    pub recovery: Recovery,
 }
 
 /// Log shipping's backup job, on the primary.

@@ -358,11 +358,10 @@ const FAILOVER: [&str; 7] = [
     "activate-servers-failed-over",
     "verify",
 ];
-const FAILBACK: [&str; 9] = [
+const FAILBACK: [&str; 8] = [
     "clear-active-servers",
     "remove-backup-mirroring",
-    "backup-to-share",
-    "restore-primary",
+    "copy-to-primary",
     "mirror-primary",
     "ship-from-primary",
     "set-pool-state-normal",
