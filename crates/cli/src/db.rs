@@ -72,15 +72,30 @@ pub enum DbCmd {
         /// Overwrite a database that is ONLINE or of another family.
         #[arg(long)]
         replace: bool,
-        /// Bring the database ONLINE on a new fork (the default).
-        #[arg(long, group = "mode")]
-        recovery: bool,
-        /// Leave it RESTORING: more log backups follow.
-        #[arg(long, group = "mode")]
-        norecovery: bool,
-        /// Leave it read-only between log restores.
-        #[arg(long, group = "mode")]
-        standby: bool,
+        #[command(flatten)]
+        mode: Mode,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a database from one database server straight to others (the
+    /// file read once and streamed to each; no backup file). Its writers
+    /// wait while it is read: for a database nobody writes to.
+    Copy {
+        /// The database server that holds the database.
+        #[arg(long)]
+        server: String,
+        #[arg(long, env = "PCHAT_CLUSTER_SECRET_FILE")]
+        cluster_secret_file: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        database: Database,
+        /// A database server to copy it to (repeat for several at once).
+        #[arg(long, required = true)]
+        to: Vec<String>,
+        /// Overwrite a database that is ONLINE or of another family.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        mode: Mode,
         #[arg(long)]
         json: bool,
     },
@@ -139,6 +154,33 @@ pub enum DbCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The state a restore or copy leaves the database in.
+#[derive(clap::Args, Debug)]
+#[group(multiple = false)]
+pub struct Mode {
+    /// Bring the database ONLINE on a new fork (the default).
+    #[arg(long)]
+    recovery: bool,
+    /// Leave it RESTORING: more log backups follow.
+    #[arg(long)]
+    norecovery: bool,
+    /// Leave it read-only between log restores.
+    #[arg(long)]
+    standby: bool,
+}
+
+impl Mode {
+    fn recovery(&self) -> Recovery {
+        if self.norecovery {
+            Recovery::NoRecovery
+        } else if self.standby {
+            Recovery::Standby
+        } else {
+            Recovery::Recovery
+        }
+    }
 }
 
 /// Where a command runs: on a data directory, or through a database
@@ -365,18 +407,10 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             database,
             from,
             replace,
-            recovery: _,
-            norecovery,
-            standby,
+            mode,
             json,
         } => {
-            let recovery = if norecovery {
-                Recovery::NoRecovery
-            } else if standby {
-                Recovery::Standby
-            } else {
-                Recovery::Recovery
-            };
+            let recovery = mode.recovery();
             // The header before taking the directory (a wrong file never
             // even locks it); the checksum is checked as the data is read,
             // before anything takes effect.
@@ -418,6 +452,66 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             )
             .map_err(plain)?;
             out(json, &r, || report(&r))
+        }
+        DbCmd::Copy {
+            server,
+            cluster_secret_file,
+            database,
+            to,
+            replace,
+            mode,
+            json,
+        } => {
+            let at = At {
+                data_dir: None,
+                server: Some(server),
+                cluster_secret_file,
+            };
+            let recovery = mode.recovery();
+            let to = to
+                .into_iter()
+                .map(|addr| pchat_wire::message::CopyTarget {
+                    addr,
+                    replace,
+                    recovery,
+                })
+                .collect();
+            let v = at.call(pchat_wire::message::Request::SendCopy {
+                db: database.wire(),
+                to,
+            })?;
+            let copies = v["copies"].as_array().cloned().unwrap_or_default();
+            let failed: Vec<String> = copies
+                .iter()
+                .filter_map(|c| Some(format!("{}: {}", c["to"].as_str()?, c["error"].as_str()?)))
+                .collect();
+            out(json, &v, || {
+                let mut lines = vec![format!(
+                    "copied {} through LSN {} ({} MiB)",
+                    v["database"].as_str().unwrap_or_default(),
+                    v["last_lsn"],
+                    v["bytes"].as_u64().unwrap_or(0) >> 20
+                )];
+                for c in &copies {
+                    let to = c["to"].as_str().unwrap_or_default();
+                    lines.push(match c.get("report") {
+                        Some(r) => format!(
+                            "  {to}: {} on fork {}",
+                            r["state"].as_str().unwrap_or_default(),
+                            r["fork_id"].as_str().unwrap_or_default()
+                        ),
+                        None => format!(
+                            "  {to}: refused: {}",
+                            c["error"].as_str().unwrap_or_default()
+                        ),
+                    });
+                }
+                lines.join("\n")
+            })?;
+            if !failed.is_empty() {
+                bail!("the copy failed on {}", failed.join("; "));
+            }
+            Ok(())
         }
         DbCmd::Recover { at, database, json } => {
             let done: backup::Applied = match at.data_dir.clone() {

@@ -790,6 +790,9 @@ impl Run {
         use pchat_store::Recovery;
         let b = self.server(Role::Backup)?.clone();
         let mut out = json!({});
+        // What is left to copy, per database (a resumed run skips what is
+        // done).
+        let mut work = Vec::new();
         for db in DATABASES {
             let mut targets = Vec::new();
             for (role, recovery) in [
@@ -805,98 +808,162 @@ impl Run {
                 let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
                 targets.push((role, recovery, s.addr.clone()));
             }
-            if !targets.is_empty() {
-                let names: Vec<String> = targets
-                    .iter()
-                    .map(|(role, recovery, _)| {
-                        let how = if *recovery == Recovery::Recovery {
-                            "recovery"
-                        } else {
-                            "norecovery"
-                        };
-                        format!("{} ({how})", self.name(*role))
-                    })
-                    .collect();
-                self.say(&format!(
-                    "  {}: copying from {} to {}",
-                    db.name(),
-                    self.name(Role::Backup),
-                    names.join(" and ")
-                ));
-                let to = targets
-                    .iter()
-                    .map(|(_, recovery, addr)| CopyTarget {
-                        addr: addr.clone(),
-                        replace: true,
-                        recovery: *recovery,
-                    })
-                    .collect();
-                let sent = self
-                    .long(b.ask(Request::SendCopy { db: db.wire(), to }))
-                    .await
-                    .with_context(|| format!("copying {} from {}", db.name(), b.addr))?;
-                self.journal.facts.insert(
-                    format!("copy-{}", db.name()),
-                    json!({ "family_id": sent["family_id"], "last_lsn": sent["last_lsn"], "bytes": sent["bytes"] }),
-                );
-                let mut failed = Vec::new();
-                for ((role, _, _), copy) in targets
-                    .iter()
-                    .zip(sent["copies"].as_array().into_iter().flatten())
-                {
-                    match copy.get("report") {
-                        Some(report) => {
-                            self.journal
-                                .facts
-                                .insert(restored_key(*role, db), json!(true));
-                            out[db.name()][role.as_str()] = report.clone();
-                        }
-                        None => {
-                            failed.push(format!("{}: {}", self.name(*role), short(&copy["error"])))
-                        }
-                    }
+            if targets.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = targets
+                .iter()
+                .map(|(role, recovery, _)| {
+                    let how = if *recovery == Recovery::Recovery {
+                        "recovery"
+                    } else {
+                        "norecovery"
+                    };
+                    format!("{} ({how})", self.name(*role))
+                })
+                .collect();
+            self.say(&format!(
+                "  {}: copying from {} to {}",
+                db.name(),
+                self.name(Role::Backup),
+                names.join(" and ")
+            ));
+            work.push((db, targets));
+        }
+        if !work.is_empty() {
+            self.recorder_caught_up(&b).await?;
+        }
+        let mut failed = Vec::new();
+        // mgc first, then mgccomp, one after the other: a target's
+        // compliance recorder runs whenever both its databases are ONLINE,
+        // and a copied mgccomp next to a not yet copied mgc would record
+        // that mgc's history as a new epoch.
+        for (db, targets) in &work {
+            let to = targets
+                .iter()
+                .map(|(_, recovery, addr)| CopyTarget {
+                    addr: addr.clone(),
+                    replace: true,
+                    recovery: *recovery,
+                })
+                .collect();
+            let sent = self
+                .long(b.ask(Request::SendCopy { db: db.wire(), to }))
+                .await;
+            let sent = match sent {
+                Ok(v) => v,
+                Err(e) => {
+                    failed.push(format!("{}: {e:#}", db.name()));
+                    break;
                 }
-                self.save()?;
-                if !failed.is_empty() {
-                    anyhow::bail!("copying {} failed on {}", db.name(), failed.join("; "));
+            };
+            self.journal.facts.insert(
+                format!("copy-{}", db.name()),
+                json!({ "family_id": sent["family_id"], "last_lsn": sent["last_lsn"], "bytes": sent["bytes"] }),
+            );
+            let copies = sent["copies"].as_array().cloned().unwrap_or_default();
+            for ((role, _, _), copy) in targets.iter().zip(copies) {
+                match copy.get("report") {
+                    Some(report) => {
+                        self.journal
+                            .facts
+                            .insert(restored_key(*role, *db), json!(true));
+                        out[db.name()][role.as_str()] = report.clone();
+                    }
+                    None => failed.push(format!(
+                        "{} on {}: {}",
+                        db.name(),
+                        self.name(*role),
+                        short(&copy["error"])
+                    )),
                 }
             }
-            if !self
+            self.save()?;
+            if !failed.is_empty() {
+                break;
+            }
+        }
+        if !failed.is_empty() {
+            bail!("copying failed: {}", failed.join("; "));
+        }
+        for db in DATABASES {
+            if self
                 .journal
                 .facts
                 .contains_key(&restored_key(Role::Backup, db))
             {
-                let copy = self
-                    .journal
-                    .facts
-                    .get(&format!("copy-{}", db.name()))
-                    .cloned()
-                    .context("the journal lacks what was copied")?;
-                let family_id = copy["family_id"].as_str().unwrap_or_default().to_string();
-                let last_lsn = copy["last_lsn"].as_i64().unwrap_or(-1);
-                self.say(&format!(
-                    "  {}: {} holds the copied data (LSN {last_lsn}): back to RESTORING in place",
-                    db.name(),
-                    self.name(Role::Backup),
-                ));
-                let _ = b.ask(Request::MirrorRemove { db: db.wire() }).await;
-                let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
-                let r = b
-                    .ask(Request::HoldForLogs {
-                        db: db.wire(),
-                        family_id,
-                        last_lsn,
-                    })
-                    .await
-                    .with_context(|| format!("holding {} on {} for logs", db.name(), b.addr))?;
-                self.journal
-                    .facts
-                    .insert(restored_key(Role::Backup, db), json!(true));
-                out[db.name()][Role::Backup.as_str()] = r;
-                self.save()?;
+                continue;
             }
+            let copy = self
+                .journal
+                .facts
+                .get(&format!("copy-{}", db.name()))
+                .cloned()
+                .context("the journal lacks what was copied")?;
+            let family_id = copy["family_id"].as_str().unwrap_or_default().to_string();
+            let last_lsn = copy["last_lsn"].as_i64().unwrap_or(-1);
+            self.say(&format!(
+                "  {}: {} holds the copied data (LSN {last_lsn}): back to RESTORING in place",
+                db.name(),
+                self.name(Role::Backup),
+            ));
+            let _ = b.ask(Request::MirrorRemove { db: db.wire() }).await;
+            let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
+            let r = b
+                .ask(Request::HoldForLogs {
+                    db: db.wire(),
+                    family_id,
+                    last_lsn,
+                })
+                .await
+                .with_context(|| format!("holding {} on {} for logs", db.name(), b.addr))?;
+            self.journal
+                .facts
+                .insert(restored_key(Role::Backup, db), json!(true));
+            out[db.name()][Role::Backup.as_str()] = r;
+            self.save()?;
         }
         Ok(out)
+    }
+
+    /// Waits until the backup's compliance recorder has recorded all of
+    /// its mgc (nobody writes now, so it gets there): the copied mgccomp
+    /// is then complete, and the copies agree with each other at once
+    /// instead of each recorder catching up on its own.
+    async fn recorder_caught_up(&self, b: &crate::db::replication::Server) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut said = false;
+        loop {
+            let mgc = b
+                .ask(Request::Summary {
+                    db: Database::Mgc.wire(),
+                })
+                .await?;
+            let comp = b
+                .ask(Request::Summary {
+                    db: Database::Mgccomp.wire(),
+                })
+                .await?;
+            let last = mgc["identity"]["last_lsn"].as_i64().unwrap_or(0);
+            let cursor = comp["mgc_cursor"].as_i64().unwrap_or(0);
+            if cursor >= last {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the compliance recorder on {} has recorded mgc through LSN {cursor} of {last} and does not catch up; run the command again to resume",
+                    b.addr
+                );
+            }
+            if !said {
+                self.say(&format!(
+                    "  waiting for the compliance recorder on {} (mgc LSN {cursor} of {last} recorded)",
+                    self.name(Role::Backup)
+                ));
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn ship_from_primary(&mut self) -> anyhow::Result<Value> {
@@ -1075,8 +1142,8 @@ impl Run {
     async fn summaries(&self, db: Database, roles: &[Role]) -> Vec<(Role, Result<Value, String>)> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let mut out = Vec::new();
-            for &role in roles {
+            // Each server counts its own copy: all at once.
+            let asks = roles.iter().map(|&role| async move {
                 let s = match self.server(role) {
                     Ok(s) => tokio::time::timeout(
                         Duration::from_secs(5),
@@ -1087,8 +1154,9 @@ impl Run {
                     .and_then(|r| r.map_err(|e| e.to_string())),
                     Err(e) => Err(e.to_string()),
                 };
-                out.push((role, s));
-            }
+                (role, s)
+            });
+            let out = futures_util::future::join_all(asks).await;
             let lsn = |s: &Result<Value, String>| {
                 s.as_ref().ok().map(|v| v["identity"]["last_lsn"].clone())
             };

@@ -467,26 +467,44 @@ async fn send_copy(
     use tokio::io::AsyncWriteExt;
     node.hosted.readable(db)?;
     let me = format!("{} copy", node.config.name);
+    // Per target: the connection's halves, or why it failed.
     let mut links = Vec::new();
     for t in &to {
-        let (r, mut w, _) =
-            pchat_wire::client::handshake(&t.addr, &node.config.secret, &me).await?;
-        let req = Request::ReceiveCopy {
-            db,
-            replace: t.replace,
-            recovery: t.recovery,
+        let link = async {
+            let (r, mut w, _) =
+                pchat_wire::client::handshake(&t.addr, &node.config.secret, &me).await?;
+            let req = Request::ReceiveCopy {
+                db,
+                replace: t.replace,
+                recovery: t.recovery,
+            };
+            frame::write(&mut w, &ClientMsg::Request { id: 1, req })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Ok::<_, StoreError>((r, w))
         };
-        frame::write(&mut w, &ClientMsg::Request { id: 1, req })
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", t.addr)))?;
-        links.push((r, Some(w), None::<String>));
+        links.push(match link.await {
+            Ok((r, w)) => (Some(r), Some(w), None),
+            Err(e) => (None, None, Some(e.to_string())),
+        });
+    }
+    if links.iter().all(|(_, w, _)| w.is_none()) {
+        let why: Vec<String> = links
+            .iter()
+            .zip(&to)
+            .map(|((_, _, e), t)| format!("{}: {}", t.addr, e.clone().unwrap_or_default()))
+            .collect();
+        return Err(StoreError::Unavailable(format!(
+            "no target answered: {}",
+            why.join("; ")
+        )));
     }
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
     let (file, files) = (node.hosted.file(db), node.hosted.files_dir(db));
     let name = format!("copy of {} from {}", db_name(db), node.config.name);
     let reader = tokio::task::spawn_blocking(move || {
         backup_copy::send_copy(&file, files.as_deref(), &name, &mut |bytes| {
-            tx.blocking_send(bytes.to_vec()).map_err(|_| {
+            tx.blocking_send(bytes).map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::BrokenPipe, "every target went away")
             })
         })
@@ -494,12 +512,13 @@ async fn send_copy(
     let mut bytes = 0u64;
     while let Some(chunk) = rx.recv().await {
         bytes += chunk.len() as u64;
-        let writes = links.iter_mut().map(|(_, w, failed)| {
+        let writes = links.iter_mut().map(|(_, w, _)| {
             let chunk = &chunk;
             async move {
                 if let Some(conn) = w {
-                    if let Err(e) = conn.write_all(chunk).await {
-                        *failed = Some(format!("the connection failed: {e}"));
+                    // A target that stops reading has answered why (read
+                    // below), or is gone.
+                    if conn.write_all(chunk).await.is_err() {
                         *w = None;
                     }
                 }
@@ -511,22 +530,24 @@ async fn send_copy(
         }
     }
     drop(rx);
-    let header = reader
+    let sent = reader
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
-        .map_err(invalid)?;
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    // Every target answers: a restore report, or why not (a target cut
+    // short reads the end of the connection and says so).
     let answers = links
         .into_iter()
         .zip(&to)
-        .map(|((mut r, w, failed), t)| async move {
+        .map(|((r, w, failed), t)| async move {
             drop(w);
-            let answer = match failed {
-                Some(e) => Err(e),
-                None => match frame::read::<ServerMsg>(&mut r).await {
+            let answer = match (failed, r) {
+                (Some(e), _) => Err(e),
+                (None, None) => Err("no connection".to_string()),
+                (None, Some(mut r)) => match frame::read::<ServerMsg>(&mut r).await {
                     Ok(ServerMsg::Response { result, .. }) => result.map_err(|e| e.to_string()),
                     Ok(ServerMsg::Refused { message, .. }) => Err(message),
                     Ok(other) => Err(format!("unexpected answer {other:?}")),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(format!("the connection failed: {e}")),
                 },
             };
             match answer {
@@ -535,6 +556,19 @@ async fn send_copy(
             }
         });
     let copies = futures_util::future::join_all(answers).await;
+    let header = match sent {
+        Ok(h) => h,
+        Err(e) => {
+            let why: Vec<String> = copies
+                .iter()
+                .filter_map(|c| Some(format!("{}: {}", c["to"].as_str()?, c["error"].as_str()?)))
+                .collect();
+            return Err(invalid(format!(
+                "the copy stopped: {e} ({})",
+                why.join("; ")
+            )));
+        }
+    };
     Ok(serde_json::json!({
         "database": header.database, "family_id": header.family_id,
         "fork_id": header.fork_id, "last_lsn": header.last_lsn,
@@ -573,16 +607,22 @@ async fn receive_copy(
     }
     let _one = node.hosted.admin.lock().await;
     not_mirrored(node, db)?;
+    // Refused here while the database still serves (the restore checks
+    // again once it is closed).
+    let (file, checked) = (node.hosted.file(db), header.clone());
+    tokio::task::spawn_blocking(move || backup_copy::check_target(&file, &checked, opts))
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .map_err(invalid)?;
     let mut left = header.sections.iter().map(|s| s.len).sum::<u64>() + 32;
     let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
     let pump = async move {
         while left > 0 {
+            // Whole chunks: the restore writes and hashes a chunk at a time.
             let mut buf = vec![0u8; left.min(backup_copy::CHUNK as u64) as usize];
-            let part = match r.read(&mut buf).await {
-                Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => {
-                    buf.truncate(n);
-                    left -= n as u64;
+            let part = match r.read_exact(&mut buf).await {
+                Ok(_) => {
+                    left -= buf.len() as u64;
                     Ok(buf)
                 }
                 Err(e) => Err(e),

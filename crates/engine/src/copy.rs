@@ -34,21 +34,24 @@ use std::path::{Path, PathBuf};
 pub const CHUNK: usize = 1 << 20;
 
 /// Streams a copy of the database file `db` (and the uploaded files under
-/// `files_dir`) to `out`, in chunks of at most [`CHUNK`] bytes, holding the
+/// `files_dir`) to `out`, in chunks of at most [`CHUNK`] bytes (each read
+/// straight into the buffer handed over: no copy of its own), holding the
 /// database's write lock from before its header is read until the last
 /// byte is out. Answers the header sent.
 pub fn send_copy(
     db: &Path,
     files_dir: Option<&Path>,
     name: &str,
-    out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    out: &mut dyn FnMut(Vec<u8>) -> std::io::Result<()>,
 ) -> Result<BackupHeader, BackupError> {
     let conn = Connection::open(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // Empty the WAL into the file first (the usual case: nobody writes), so
-    // the file alone is the copy; a commit that slips in before the lock is
-    // taken stays in the WAL, which is copied too.
+    // Empty the WAL into the file first when that can be done at once (the
+    // usual case: nobody writes or reads), so the file alone is the copy;
+    // whatever stays in the WAL (a reader held it, a commit slipped in
+    // before the lock) is copied with it.
+    conn.busy_timeout(std::time::Duration::ZERO)?;
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
         let mut header = header_of(
@@ -93,22 +96,23 @@ pub fn send_copy(
         header.sections = parts.iter().map(|(s, _)| s.clone()).collect();
         let head = serde_json::to_vec(&header).map_err(|e| BackupError::Refused(e.to_string()))?;
         let mut hasher = blake3::Hasher::new();
-        let mut emit = |bytes: &[u8]| -> std::io::Result<()> {
-            hasher.update(bytes);
+        let mut emit = |bytes: Vec<u8>| -> std::io::Result<()> {
+            hasher.update(&bytes);
             out(bytes)
         };
-        emit(&(head.len() as u32).to_le_bytes())?;
-        emit(&head)?;
-        let mut buf = vec![0u8; CHUNK];
+        emit((head.len() as u32).to_le_bytes().to_vec())?;
+        emit(head)?;
         for (s, path) in &parts {
             let mut f = std::fs::File::open(path)?.take(s.len);
             let mut sent = 0u64;
             loop {
-                let n = f.read(&mut buf)?;
+                // read_to_end fills the spare capacity without zeroing it.
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let n = (&mut f).take(CHUNK as u64).read_to_end(&mut chunk)?;
                 if n == 0 {
                     break;
                 }
-                emit(&buf[..n])?;
+                emit(chunk)?;
                 sent += n as u64;
             }
             if sent != s.len {
@@ -119,7 +123,7 @@ pub fn send_copy(
                 )));
             }
         }
-        out(hasher.finalize().as_bytes())?;
+        out(hasher.finalize().as_bytes().to_vec())?;
         Ok(header)
     })();
     let _ = conn.execute_batch("ROLLBACK");
@@ -140,6 +144,16 @@ pub fn parse_header(head: &[u8]) -> Result<BackupHeader, BackupError> {
     }
     check_header(&header)?;
     Ok(header)
+}
+
+/// Refuses a copy that a restore over `db` would refuse (another database,
+/// or one in use, without `replace`): checked before `db` is closed.
+pub fn check_target(
+    db: &Path,
+    header: &BackupHeader,
+    opts: RestoreOptions,
+) -> Result<(), BackupError> {
+    refuse_replacing(db, header, opts)
 }
 
 /// Restores a copy onto the database file `db` (not open by anyone): `head`

@@ -524,3 +524,154 @@ async fn the_backed_up_copy_holds_for_logs_in_place_and_follows_the_new_fork() {
     assert_eq!((got.last_lsn, got.fork_id), (h.last_lsn + 1, new_fork));
     assert_eq!(data(&source), data(&primary));
 }
+
+/// A copy streamed while the database serves (with a reader holding part of
+/// the log in the WAL) and restored elsewhere: the same tables, the same
+/// last LSN, the uploaded files, a new fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_restores_the_file_its_wal_and_its_uploads() {
+    use pchat_engine::copy;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src").join("mgc.db");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let store = ChatEngine::open(&src).unwrap();
+    let room = seed(&store).await;
+    for i in 0..50 {
+        post(&store, room, i).await;
+    }
+    // A reader on an older snapshot: the WAL cannot be emptied into the
+    // file, so the last posts are only in the WAL when the copy is taken.
+    let reader = rusqlite::Connection::open(&src).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    for i in 50..100 {
+        post(&store, room, i).await;
+    }
+    let files = dir.path().join("src").join("files");
+    let content = b"minutes of the meeting".to_vec();
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let blob = files.join("sha256").join(&sha[..2]).join(&sha[2..]);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, &content).unwrap();
+
+    let mut stream = Vec::new();
+    let header = copy::send_copy(&src, Some(&files), "test", &mut |b| {
+        stream.extend_from_slice(&b);
+        Ok(())
+    })
+    .unwrap();
+    drop(reader);
+    let names: Vec<&str> = header.sections.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "wal", &format!("file:{sha}")], "{names:?}");
+    let id = store.identity().await.unwrap();
+    assert_eq!(header.last_lsn, id.last_lsn);
+
+    let dst = dir.path().join("dst").join("mgc.db");
+    let dst_files = dir.path().join("dst").join("files");
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let report = restore_stream(
+        &stream,
+        &dst,
+        Some(&dst_files),
+        opts(false, Recovery::Recovery),
+    )
+    .unwrap();
+    assert_eq!(
+        (report.last_lsn, report.state),
+        (id.last_lsn, DbState::Online)
+    );
+    assert_ne!(report.fork_id, id.fork_id, "recovery starts a new fork");
+    assert_eq!(data(&dst), data(&src));
+    let conn = open_connection(&dst).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 100);
+    let restored = dst_files.join("sha256").join(&sha[..2]).join(&sha[2..]);
+    assert_eq!(std::fs::read(restored).unwrap(), content);
+    let leftovers: Vec<_> = std::fs::read_dir(dst.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    store.close();
+}
+
+/// Splits a copy stream as a receiving server does, and restores it.
+fn restore_stream(
+    stream: &[u8],
+    db: &Path,
+    files: Option<&Path>,
+    o: RestoreOptions,
+) -> Result<backup::RestoreReport, BackupError> {
+    let len = u32::from_le_bytes(stream[..4].try_into().unwrap()) as usize;
+    let head = &stream[4..4 + len];
+    let header = pchat_engine::copy::parse_header(head)?;
+    let mut rest = &stream[4 + len..];
+    pchat_engine::copy::restore_copy(head, &header, &mut rest, db, files, o, "test")
+}
+
+/// A copy cut short, with a flipped byte, or of another database without
+/// replace changes nothing on the target and leaves nothing beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_or_damaged_copy_leaves_the_target_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |name: &str| {
+        let p = dir.path().join(name).join("mgc.db");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    };
+    let (a, b) = (mk("a"), mk("b"));
+    for db in [&a, &b] {
+        let s = ChatEngine::open(db).unwrap();
+        let room = seed(&s).await;
+        for i in 0..200 {
+            post(&s, room, i).await;
+        }
+        s.close();
+    }
+    let mut stream = Vec::new();
+    pchat_engine::copy::send_copy(&a, None, "a", &mut |bytes| {
+        stream.extend_from_slice(&bytes);
+        Ok(())
+    })
+    .unwrap();
+    let before = data(&b);
+    let e = restore_stream(&stream, &b, None, opts(false, Recovery::Recovery)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a database other than the existing database"),
+        "{e}"
+    );
+    let mut flipped = stream.clone();
+    let i = flipped.len() / 2;
+    flipped[i] ^= 0x40;
+    let cut = stream[..stream.len() * 2 / 3].to_vec();
+    for (what, bad) in [("flipped", flipped), ("cut", cut)] {
+        let e = restore_stream(&bad, &b, None, opts(true, Recovery::Recovery)).unwrap_err();
+        assert!(
+            matches!(e, BackupError::Damaged(_) | BackupError::Io(_)),
+            "{what}: {e}"
+        );
+        assert_eq!(data(&b), before, "{what}");
+        let names: Vec<String> = std::fs::read_dir(b.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains("restore"))
+            .collect();
+        assert!(names.is_empty(), "{what}: {names:?}");
+    }
+    // The whole copy, with replace, does replace it.
+    restore_stream(&stream, &b, None, opts(true, Recovery::NoRecovery)).unwrap();
+    assert_eq!(data(&b), data(&a));
+}

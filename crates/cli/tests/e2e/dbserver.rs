@@ -429,3 +429,128 @@ async fn uploads_live_on_the_database_server_and_in_its_backups() {
     assert_eq!(status, 200);
     assert!(bytes == content, "the restored file came back changed");
 }
+
+/// `pchat db status --json` of one database on a server.
+fn db_entry(addr: &str, db: &str) -> Value {
+    let out = pchat()
+        .args(["db", "status", "--json", "--server", addr])
+        .env("PCHAT_CLUSTER_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["database"] == db)
+        .cloned()
+        .unwrap()
+}
+
+/// `pchat db copy`: a serving database copied straight to two database
+/// servers at once; refused without --replace (targets unchanged, the
+/// reason named per target), one target down does not stop the other, and
+/// the source serves again once it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_goes_straight_to_other_database_servers() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let source = DbServer::start(dirs[0].path(), "127.0.0.1:0");
+    let (b, c) = (
+        DbServer::start(dirs[1].path(), "127.0.0.1:0"),
+        DbServer::start(dirs[2].path(), "127.0.0.1:0"),
+    );
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", source.addr.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat = Server::start_in(chat_dir.path(), &env);
+    let cl = chat.client();
+    let admin = cl.admin().await;
+    let cat = cl.category(&admin, "general").await;
+    let room = cl
+        .room(
+            &admin,
+            json!({"name": "lobby", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    for i in 1..=30 {
+        let r = cl
+            .post(&admin, room, &format!("m{i}"), &format!("c{i}"))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let src = db_entry(&source.addr, "mgc");
+    let copy = |extra: &[&str]| {
+        pchat()
+            .args(["db", "copy", "--json", "--server", &source.addr])
+            .args(["--database", "mgc"])
+            .args(extra)
+            .env("PCHAT_CLUSTER_SECRET", SECRET)
+            .output()
+            .unwrap()
+    };
+
+    // Without --replace: each target already holds another mgc.
+    let before = (db_entry(&b.addr, "mgc"), db_entry(&c.addr, "mgc"));
+    let out = copy(&["--to", &b.addr, "--to", &c.addr]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&b.addr)
+            && err.contains(&c.addr)
+            && err.contains("a database other than the existing database"),
+        "{err}"
+    );
+    assert_eq!((db_entry(&b.addr, "mgc"), db_entry(&c.addr, "mgc")), before);
+
+    // With --replace and --norecovery, to both at once, one address dead.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let out = copy(&[
+        "--to",
+        &b.addr,
+        "--to",
+        &dead,
+        "--to",
+        &c.addr,
+        "--replace",
+        "--norecovery",
+    ]);
+    assert!(!out.status.success(), "the dead target is reported");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["last_lsn"], src["last_lsn"], "{v}");
+    let copies = v["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 3);
+    assert!(copies[1]["error"].is_string(), "{v}");
+    for (target, copied) in [(&b, &copies[0]), (&c, &copies[2])] {
+        assert_eq!(copied["report"]["state"], "RESTORING", "{v}");
+        let e = db_entry(&target.addr, "mgc");
+        assert_eq!(
+            (&e["state"], &e["family_id"], &e["last_lsn"]),
+            (&json!("RESTORING"), &src["family_id"], &src["last_lsn"]),
+            "{e}"
+        );
+    }
+
+    // The source serves again, and a copy with recovery comes ONLINE on a
+    // new fork holding every message.
+    let r = cl.post(&admin, room, "after", "c-after").await;
+    assert_eq!(r.status, 201);
+    let out = copy(&["--to", &b.addr, "--replace"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = db_entry(&b.addr, "mgc");
+    let now = db_entry(&source.addr, "mgc");
+    assert_eq!(e["state"], "ONLINE");
+    assert_eq!(e["last_lsn"], now["last_lsn"]);
+    assert_ne!(e["fork_id"], now["fork_id"]);
+}
