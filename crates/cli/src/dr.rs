@@ -790,24 +790,38 @@ impl Run {
         use pchat_store::Recovery;
         let b = self.server(Role::Backup)?.clone();
         let mut out = json!({});
-        // What is left to copy, per database (a resumed run skips what is
-        // done).
-        let mut work = Vec::new();
-        for db in DATABASES {
-            let mut targets = Vec::new();
-            for (role, recovery) in [
-                (Role::Primary, Recovery::Recovery),
-                (Role::PrimaryMirror, Recovery::NoRecovery),
-            ] {
-                if self.journal.facts.contains_key(&restored_key(role, db)) {
+        // Which targets still need their copies (a resumed run skips what
+        // is done). A target gets both databases or neither: its compliance
+        // recorder runs whenever both are ONLINE, and a copied mgccomp next
+        // to an mgc of another history would record that history as a new
+        // epoch. So both go OFFLINE first, and the recorder starts again
+        // only once both copies are in place.
+        let mut pending = Vec::new();
+        for (role, recovery) in [
+            (Role::Primary, Recovery::Recovery),
+            (Role::PrimaryMirror, Recovery::NoRecovery),
+        ] {
+            let done = DATABASES
+                .iter()
+                .all(|db| self.journal.facts.contains_key(&restored_key(role, *db)));
+            if done {
+                for db in DATABASES {
                     out[db.name()][role.as_str()] = json!("already copied");
-                    continue;
                 }
-                let s = self.server(role)?.clone();
+                continue;
+            }
+            let s = self.server(role)?.clone();
+            for db in DATABASES {
+                self.journal.facts.remove(&restored_key(role, db));
                 let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
                 let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
-                targets.push((role, recovery, s.addr.clone()));
+                let _ = s.ask(Request::Offline { db: db.wire() }).await;
             }
+            pending.push((role, recovery, s.addr.clone()));
+        }
+        let mut work = Vec::new();
+        for db in DATABASES {
+            let targets = pending.clone();
             if targets.is_empty() {
                 continue;
             }
@@ -833,12 +847,8 @@ impl Run {
         if !work.is_empty() {
             self.recorder_caught_up(&b).await?;
         }
-        let mut failed = Vec::new();
-        // mgc first, then mgccomp, one after the other: a target's
-        // compliance recorder runs whenever both its databases are ONLINE,
-        // and a copied mgccomp next to a not yet copied mgc would record
-        // that mgc's history as a new epoch.
-        for (db, targets) in &work {
+        // Both databases at once (each target restores one at a time).
+        let sends = work.iter().map(|(db, targets)| {
             let to = targets
                 .iter()
                 .map(|(_, recovery, addr)| CopyTarget {
@@ -847,14 +857,18 @@ impl Run {
                     recovery: *recovery,
                 })
                 .collect();
-            let sent = self
-                .long(b.ask(Request::SendCopy { db: db.wire(), to }))
-                .await;
+            b.ask(Request::SendCopy { db: db.wire(), to })
+        });
+        let sent = self
+            .long(async { Ok(futures_util::future::join_all(sends).await) })
+            .await?;
+        let mut failed = Vec::new();
+        for ((db, targets), sent) in work.iter().zip(sent) {
             let sent = match sent {
                 Ok(v) => v,
                 Err(e) => {
                     failed.push(format!("{}: {e:#}", db.name()));
-                    break;
+                    continue;
                 }
             };
             self.journal.facts.insert(
@@ -878,11 +892,8 @@ impl Run {
                     )),
                 }
             }
-            self.save()?;
-            if !failed.is_empty() {
-                break;
-            }
         }
+        self.save()?;
         if !failed.is_empty() {
             bail!("copying failed: {}", failed.join("; "));
         }
