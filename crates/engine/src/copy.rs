@@ -106,12 +106,13 @@ pub fn send_copy(
             let mut f = std::fs::File::open(path)?.take(s.len);
             let mut sent = 0u64;
             loop {
-                // read_to_end fills the spare capacity without zeroing it.
-                let mut chunk = Vec::with_capacity(CHUNK);
-                let n = (&mut f).take(CHUNK as u64).read_to_end(&mut chunk)?;
+                // One read() per chunk, into the buffer that is sent.
+                let mut chunk = vec![0u8; CHUNK];
+                let n = f.read(&mut chunk)?;
                 if n == 0 {
                     break;
                 }
+                chunk.truncate(n);
                 emit(chunk)?;
                 sent += n as u64;
             }

@@ -640,11 +640,27 @@ async fn a_cut_or_damaged_copy_leaves_the_target_as_it_was() {
         s.close();
     }
     let mut stream = Vec::new();
+    let writer = rusqlite::Connection::open(&a).unwrap();
+    writer.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let (mut calls, mut writes_refused) = (0, 0);
     pchat_engine::copy::send_copy(&a, None, "a", &mut |bytes| {
+        // While the copy is read, nobody else can write.
+        calls += 1;
+        if writer.execute_batch("BEGIN IMMEDIATE").is_err() {
+            writes_refused += 1;
+        } else {
+            writer.execute_batch("ROLLBACK").unwrap();
+        }
         stream.extend_from_slice(&bytes);
         Ok(())
     })
     .unwrap();
+    assert!(
+        calls > 2 && writes_refused == calls,
+        "{writes_refused} of {calls}"
+    );
+    // And once it is sent, writers go on.
+    writer.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
     let before = data(&b);
     let e = restore_stream(&stream, &b, None, opts(false, Recovery::Recovery)).unwrap_err();
     assert!(
