@@ -499,7 +499,7 @@ async fn send_copy(
             why.join("; ")
         )));
     }
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(backup_copy::IN_FLIGHT);
     let (file, files) = (node.hosted.file(db), node.hosted.files_dir(db));
     let name = format!("copy of {} from {}", db_name(db), node.config.name);
     let reader = tokio::task::spawn_blocking(move || {
@@ -615,7 +615,7 @@ async fn receive_copy(
         .map_err(|e| StoreError::Internal(e.to_string()))?
         .map_err(invalid)?;
     let mut left = header.sections.iter().map(|s| s.len).sum::<u64>() + 32;
-    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(backup_copy::IN_FLIGHT);
     let pump = async move {
         while left > 0 {
             // Whole chunks: the restore writes and hashes a chunk at a time.

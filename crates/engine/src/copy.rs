@@ -30,8 +30,12 @@ use rusqlite::Connection;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Size of the chunks a copy hands to `out`.
-pub const CHUNK: usize = 1 << 20;
+/// Size of the chunks a copy hands to `out`: under the allocator's mmap
+/// threshold (128 KiB), so chunk buffers are reused from the heap instead
+/// of being fresh pages, zeroed and faulted in by the kernel each time.
+pub const CHUNK: usize = 64 << 10;
+/// Chunks in flight between the file and the network (4 MiB).
+pub const IN_FLIGHT: usize = 64;
 
 /// Streams a copy of the database file `db` (and the uploaded files under
 /// `files_dir`) to `out`, in chunks of at most [`CHUNK`] bytes (each read
