@@ -517,8 +517,10 @@ async fn send_copy(
             async move {
                 if let Some(conn) = w {
                     // A target that stops reading has answered why (read
-                    // below), or is gone.
-                    if conn.write_all(chunk).await.is_err() {
+                    // below), or is gone, or hangs: it is dropped, and the
+                    // others go on.
+                    let sent = tokio::time::timeout(COPY_STALL, conn.write_all(chunk)).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         *w = None;
                     }
                 }
@@ -543,11 +545,19 @@ async fn send_copy(
             let answer = match (failed, r) {
                 (Some(e), _) => Err(e),
                 (None, None) => Err("no connection".to_string()),
-                (None, Some(mut r)) => match frame::read::<ServerMsg>(&mut r).await {
-                    Ok(ServerMsg::Response { result, .. }) => result.map_err(|e| e.to_string()),
-                    Ok(ServerMsg::Refused { message, .. }) => Err(message),
-                    Ok(other) => Err(format!("unexpected answer {other:?}")),
-                    Err(e) => Err(format!("the connection failed: {e}")),
+                // The answer comes once the target has written, checked and
+                // renamed the copy: minutes for a large one.
+                (None, Some(mut r)) => match tokio::time::timeout(
+                    std::time::Duration::from_secs(3600),
+                    frame::read::<ServerMsg>(&mut r),
+                )
+                .await
+                {
+                    Ok(Ok(ServerMsg::Response { result, .. })) => result.map_err(|e| e.to_string()),
+                    Ok(Ok(ServerMsg::Refused { message, .. })) => Err(message),
+                    Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
+                    Ok(Err(e)) => Err(format!("the connection failed: {e}")),
+                    Err(_) => Err("no answer within an hour".to_string()),
                 },
             };
             match answer {
@@ -576,6 +586,24 @@ async fn send_copy(
     }))
 }
 
+/// How long a copy's sender or receiver waits for the other side to take
+/// or bring the next chunk before it gives up on it (a peer that hangs
+/// must not keep a database offline or its writers held off).
+const COPY_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads exactly `buf.len()` bytes of a copy, or fails after [`COPY_STALL`]
+/// without any.
+async fn read_copy(r: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut [u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    match tokio::time::timeout(COPY_STALL, r.read_exact(buf)).await {
+        Ok(read) => read.map(|_| ()),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the sender sent nothing for 30 s",
+        )),
+    }
+}
+
 /// Reads a copy from the connection and restores it over `db`. The header
 /// is checked before `db` closes; the rest goes to the restore through a
 /// bounded channel (the socket is read here, the file written on a
@@ -587,16 +615,15 @@ async fn receive_copy(
     opts: RestoreOptions,
     from: &str,
 ) -> Result<serde_json::Value, StoreError> {
-    use tokio::io::AsyncReadExt;
     let cut = |e: std::io::Error| invalid(format!("the copy was cut short: {e}"));
     let mut len = [0u8; 4];
-    r.read_exact(&mut len).await.map_err(cut)?;
+    read_copy(r, &mut len).await.map_err(cut)?;
     let len = u32::from_le_bytes(len);
     if len > backup::MAX_HEADER {
         return Err(invalid(format!("a copy header of {len} bytes")));
     }
     let mut head = vec![0u8; len as usize];
-    r.read_exact(&mut head).await.map_err(cut)?;
+    read_copy(r, &mut head).await.map_err(cut)?;
     let header = backup_copy::parse_header(&head).map_err(invalid)?;
     if header.database != db_name(db) {
         return Err(invalid(format!(
@@ -620,8 +647,8 @@ async fn receive_copy(
         while left > 0 {
             // Whole chunks: the restore writes and hashes a chunk at a time.
             let mut buf = vec![0u8; left.min(backup_copy::CHUNK as u64) as usize];
-            let part = match r.read_exact(&mut buf).await {
-                Ok(_) => {
+            let part = match read_copy(r, &mut buf).await {
+                Ok(()) => {
                     left -= buf.len() as u64;
                     Ok(buf)
                 }

@@ -554,3 +554,64 @@ async fn a_copy_goes_straight_to_other_database_servers() {
     assert_eq!(e["last_lsn"], now["last_lsn"]);
     assert_ne!(e["fork_id"], now["fork_id"]);
 }
+
+/// A sender that stops in the middle of a copy: the target gives up after
+/// 30 s without data, answers why, and its database is as it was, serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_sender_hangs_leaves_the_target_as_it_was() {
+    use pchat_wire::frame;
+    use pchat_wire::message::{ClientMsg, Db, Request, ServerMsg};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbServer::start(dir.path(), "127.0.0.1:0");
+    let before = db_entry(&target.addr, "mgc");
+    let (mut r, mut w, _) =
+        pchat_wire::client::handshake(&target.addr, SECRET.as_bytes(), "hanging sender")
+            .await
+            .unwrap();
+    let req = Request::ReceiveCopy {
+        db: Db::Mgc,
+        replace: true,
+        recovery: pchat_store::Recovery::NoRecovery,
+    };
+    frame::write(&mut w, &ClientMsg::Request { id: 1, req })
+        .await
+        .unwrap();
+    // A header that promises a 1 MiB database; then half of it, then nothing.
+    let head = serde_json::to_vec(&json!({
+        "format": 1, "kind": "full", "database": "mgc", "family_id": "f",
+        "fork_id": "k", "forks": [], "first_lsn": 1, "last_lsn": 5, "name": "",
+        "description": "", "created_at": 0, "pchat_version": "test",
+        "sections": [{"name": "db", "len": 1 << 20}],
+    }))
+    .unwrap();
+    w.write_all(&(head.len() as u32).to_le_bytes())
+        .await
+        .unwrap();
+    w.write_all(&head).await.unwrap();
+    w.write_all(&vec![7u8; 512 << 10]).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let answer: ServerMsg = tokio::time::timeout(Duration::from_secs(90), frame::read(&mut r))
+        .await
+        .expect("the target answers")
+        .unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(25) && waited < Duration::from_secs(60),
+        "{waited:?}"
+    );
+    match answer {
+        ServerMsg::Response { result: Err(e), .. } => {
+            assert!(e.to_string().contains("sent nothing for 30 s"), "{e}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(db_entry(&target.addr, "mgc"), before);
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
