@@ -14,7 +14,7 @@
 //! range, the backup set's name and description, when and by which pchat it
 //! was written, and the sections that follow. A **full** backup holds a
 //! consistent snapshot of the database file taken while it serves (SQLite's
-//! `VACUUM INTO`, one read transaction) and, for `mgc`, every uploaded file;
+//! online backup, one read transaction) and, for `mgc`, every uploaded file;
 //! a **log** backup holds the log records since the previous log backup, so
 //! log backups form a chain. A file is written under a temporary name,
 //! fsynced, and renamed: a crash never leaves a file that looks complete.
@@ -97,18 +97,18 @@ pub enum BackupError {
     Sql(#[from] rusqlite::Error),
 }
 
-pub(crate) fn refused(msg: impl Into<String>) -> BackupError {
+fn refused(msg: impl Into<String>) -> BackupError {
     BackupError::Refused(msg.into())
 }
 
-pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
+fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
         None => std::fs::File::open(".")?.sync_all(),
     }
 }
 
-pub(crate) fn temp_beside(path: &Path, what: &str) -> PathBuf {
+fn temp_beside(path: &Path, what: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{what}-{}", std::process::id()));
     path.with_file_name(name)
@@ -116,7 +116,7 @@ pub(crate) fn temp_beside(path: &Path, what: &str) -> PathBuf {
 
 /// Removes what an earlier, interrupted run left beside `path` under a
 /// temporary name (`temp_beside`): never complete, never used.
-pub(crate) fn remove_leftovers(path: &Path, what: &str) {
+fn remove_leftovers(path: &Path, what: &str) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
@@ -174,7 +174,7 @@ fn seal(
 /// flushes the file to disk over and over: the disk writes as the data comes
 /// instead of all of it at the final fsync (the kernel would wait until
 /// a tenth of memory is dirty before it starts on its own).
-pub(crate) fn syncing_while<T>(
+fn syncing_while<T>(
     path: &Path,
     work: impl FnOnce() -> Result<T, BackupError>,
 ) -> Result<T, BackupError> {
