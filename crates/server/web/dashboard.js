@@ -24,11 +24,17 @@ function pill(text, kind) {
   return el("span", { class: `pill ${kind || ""}` }, text);
 }
 
+// One refresh at a time: a slow answer (servers that do not respond take
+// up to the timeout) must not land after, and undo, a newer one.
+let refreshing = false;
+
 async function refresh() {
   if (!session.token) {
     $("signed-out").hidden = false;
     return;
   }
+  if (refreshing) return;
+  refreshing = true;
   try {
     const since = samples.length ? samples[samples.length - 1].t : 0;
     const t = await api("GET", `/api/v1/admin/topology?since=${since}`, null, { timeout: 3000 });
@@ -41,6 +47,8 @@ async function refresh() {
   } catch (err) {
     $("dash-error").textContent = err.message;
     if (err.status === 401 || err.status === 403) $("signed-out").hidden = false;
+  } finally {
+    refreshing = false;
   }
 }
 
@@ -166,8 +174,21 @@ $("confirm-run").addEventListener("click", async () => {
   }
 });
 
+// The newest run snapshot shown. Snapshots come from two places (the answer
+// to the start and every refresh), so an older one can arrive last: a run
+// only moves forward (a later start, more lines, then finished).
+let shownRun = null;
+
+function isOlderRun(run, than) {
+  if (!than) return false;
+  if (run.started_at !== than.started_at) return run.started_at < than.started_at;
+  if (run.finished !== than.finished) return than.finished;
+  return run.lines.length < than.lines.length;
+}
+
 function renderRun(run) {
-  if (!run) return;
+  if (!run || isOlderRun(run, shownRun)) return;
+  shownRun = run;
   $("run").hidden = false;
   $("run-title").textContent = run.runbook;
   const st = $("run-state");
