@@ -565,14 +565,35 @@ fn copy_once(config: &LogshipSecondary) -> Result<Option<(String, Lsn)>, String>
 
 /// Deletes log backups of `db` from the share that are older than the
 /// retention and covered by a newer full backup of the same family there (a
-/// restore from that full backup never needs them). Reads headers only.
+/// restore from that full backup never needs them), and temporary files of
+/// its writers older than the retention. Reads headers only: a temporary
+/// file (perhaps complete, never published) covers nothing.
 fn clean_share(share: &Path, db: Db, retention_ms: u64) {
     let now = pchat_engine::now_ms();
     let Ok(entries) = std::fs::read_dir(share) else {
         return;
     };
-    let headers: Vec<(PathBuf, BackupHeader)> = entries
+    let (temporary, published): (Vec<_>, Vec<_>) = entries
         .flatten()
+        .partition(|e| backup::is_temporary(&e.file_name().to_string_lossy()));
+    let retention = Duration::from_millis(retention_ms);
+    for e in temporary {
+        let ours = e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{}_", db_name(db)));
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > retention);
+        if ours && stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let headers: Vec<(PathBuf, BackupHeader)> = published
+        .into_iter()
         .filter_map(|e| Some((e.path(), backup::read_header(&e.path()).ok()?)))
         .filter(|(_, h)| h.database == db_name(db))
         .collect();
@@ -673,6 +694,15 @@ mod tests {
         let old1 = log("mgc_1.trn");
         users(&db, 3).await;
         let old2 = log("mgc_2.trn");
+        // A complete full backup that its writer never renamed covers
+        // nothing, and goes once older than the retention.
+        let unfinished = share.path().join("mgc_full.bak.tmp-4242");
+        backup::full_backup(&file, None, &unfinished, "", "").unwrap();
+        clean_share(share.path(), Db::Mgc, 3_600_000);
+        assert!(unfinished.exists());
+        std::thread::sleep(Duration::from_millis(5));
+        clean_share(share.path(), Db::Mgc, 0);
+        assert!(old1.exists() && old2.exists() && !unfinished.exists());
         backup::full_backup(&file, None, &share.path().join("full.bak"), "", "").unwrap();
         users(&db, 6).await;
         let needed = log("mgc_3.trn");

@@ -114,6 +114,22 @@ fn temp_beside(path: &Path, what: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Whether a file name is a temporary one: `temp_beside`'s, or a dot name
+/// (the log-shipping copy job's). Such a file is still being written, or
+/// was left by a writer that stopped before renaming it, and may be
+/// complete: it is never a published backup.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.')
+        || name
+            .rsplit_once('.')
+            .and_then(|(_, ext)| ext.split_once('-'))
+            .is_some_and(|(what, pid)| {
+                ["tmp", "restore"].contains(&what)
+                    && !pid.is_empty()
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+            })
+}
+
 /// Removes what an earlier, interrupted run left beside `path` under a
 /// temporary name (`temp_beside`): never complete, never used.
 fn remove_leftovers(path: &Path, what: &str) {
@@ -1291,6 +1307,19 @@ pub fn scan(dir: &Path) -> Result<Vec<Found>, BackupError> {
             continue;
         }
         let file = path.display().to_string();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if is_temporary(&name) {
+            // A writer killed between its fsync and its rename leaves a
+            // complete file here: what it holds was never shipped.
+            out.push(Found {
+                file,
+                header: None,
+                error: Some(
+                    "a temporary file: a backup still being written, or left by a writer that stopped before publishing it".into(),
+                ),
+            });
+            continue;
+        }
         match verify(&path) {
             Ok(h) => out.push(Found {
                 file,

@@ -147,6 +147,16 @@ async fn full_and_log_backups_under_load_restore_to_the_same_tables() {
     let found = backup::scan(&share).unwrap();
     assert_eq!(found.len(), logs.len() + 1);
     assert!(backup::chain_gaps(&found).is_empty());
+    // A complete file under a writer's temporary name (the writer was killed
+    // between its fsync and its rename) is listed as such, never as a backup.
+    let unfinished = share.join("next.trn.tmp-77");
+    std::fs::copy(&last, &unfinished).unwrap();
+    let found = backup::scan(&share).unwrap();
+    let temporary: Vec<_> = found.iter().filter(|f| f.header.is_none()).collect();
+    assert_eq!(temporary.len(), 1, "{found:?}");
+    assert!(temporary[0].error.as_deref().unwrap().contains("temporary"));
+    assert_eq!(found.len(), logs.len() + 2);
+    std::fs::remove_file(&unfinished).unwrap();
     let source_last = store.identity().await.unwrap().last_lsn;
     assert!(
         h.last_lsn < source_last,
