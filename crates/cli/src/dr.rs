@@ -943,18 +943,15 @@ impl Run {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut said = false;
         loop {
-            let mgc = b
-                .ask(Request::Summary {
-                    db: Database::Mgc.wire(),
-                })
-                .await?;
-            let comp = b
-                .ask(Request::Summary {
-                    db: Database::Mgccomp.wire(),
-                })
-                .await?;
-            let last = mgc["identity"]["last_lsn"].as_i64().unwrap_or(0);
-            let cursor = comp["mgc_cursor"].as_i64().unwrap_or(0);
+            let status = b.ask(Request::Status).await?;
+            let entry = |name: &str| {
+                status["databases"]
+                    .as_array()
+                    .and_then(|d| d.iter().find(|e| e["database"] == name).cloned())
+                    .unwrap_or_default()
+            };
+            let last = entry("mgc")["last_lsn"].as_i64().unwrap_or(0);
+            let cursor = entry("mgccomp")["recorded_through"].as_i64().unwrap_or(0);
             if cursor >= last {
                 return Ok(());
             }

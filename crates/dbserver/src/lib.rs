@@ -414,7 +414,15 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
             .pool
             .role_refusal()
             .or_else(|| node.mirroring.refusal(db));
+        // How far the compliance recorder has recorded mgc (one row read).
+        let recorded_through = match db {
+            Db::Mgccomp => pchat_engine::compliance::recorded_through(&node.hosted.comp())
+                .await
+                .ok(),
+            Db::Mgc => None,
+        };
         dbs.push(serde_json::json!({
+            "recorded_through": recorded_through,
             "database": id.name, "state": state, "family_id": id.family_id,
             "bytes": std::fs::metadata(node.hosted.file(db)).map(|m| m.len()).unwrap_or(0),
             "fork_id": id.fork_id, "last_lsn": id.last_lsn, "forks": forks,

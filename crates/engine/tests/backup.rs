@@ -57,6 +57,34 @@ async fn post(store: &Arc<ChatEngine>, room: RoomId, i: usize) {
         .unwrap();
 }
 
+/// Two databases of different families, `a/mgc.db` and `b/mgc.db` under
+/// `dir`, each with `posts` messages in a room.
+async fn two_databases(dir: &Path, posts: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut out = Vec::new();
+    for name in ["a", "b"] {
+        let db = dir.join(name).join("mgc.db");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let s = ChatEngine::open(&db).unwrap();
+        let room = seed(&s).await;
+        for i in 0..posts {
+            post(&s, room, i).await;
+        }
+        s.close();
+        out.push(db);
+    }
+    (out[0].clone(), out[1].clone())
+}
+
+/// What a restore left beside `db` under a temporary name.
+fn restore_leftovers(db: &Path) -> Vec<String> {
+    std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("restore"))
+        .collect()
+}
+
 /// The tables, without what differs by design between a database and its
 /// restored copy (identity's fork and the fork history).
 fn data(db: &Path) -> String {
@@ -213,20 +241,12 @@ async fn full_and_log_backups_under_load_restore_to_the_same_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_leave_the_target_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_databases(dir.path(), 20).await;
     let mk = |name: &str| {
         let p = dir.path().join(name).join("mgc.db");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         p
     };
-    let (a, b) = (mk("a"), mk("b"));
-    for db in [&a, &b] {
-        let s = ChatEngine::open(db).unwrap();
-        let room = seed(&s).await;
-        for i in 0..20 {
-            post(&s, room, i).await;
-        }
-        s.close();
-    }
     let full_a = dir.path().join("a.bak");
     backup::full_backup(&a, None, &full_a, "a", "").unwrap();
     // Another database without --replace.
@@ -607,12 +627,7 @@ async fn a_copy_restores_the_file_its_wal_and_its_uploads() {
     assert_eq!(n, 100);
     let restored = dst_files.join("sha256").join(&sha[..2]).join(&sha[2..]);
     assert_eq!(std::fs::read(restored).unwrap(), content);
-    let leftovers: Vec<_> = std::fs::read_dir(dst.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("restore"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(restore_leftovers(&dst), Vec::<String>::new());
     store.close();
 }
 
@@ -635,20 +650,7 @@ fn restore_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_or_damaged_copy_leaves_the_target_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let mk = |name: &str| {
-        let p = dir.path().join(name).join("mgc.db");
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        p
-    };
-    let (a, b) = (mk("a"), mk("b"));
-    for db in [&a, &b] {
-        let s = ChatEngine::open(db).unwrap();
-        let room = seed(&s).await;
-        for i in 0..200 {
-            post(&s, room, i).await;
-        }
-        s.close();
-    }
+    let (a, b) = two_databases(dir.path(), 200).await;
     let mut stream = Vec::new();
     let writer = rusqlite::Connection::open(&a).unwrap();
     writer.busy_timeout(std::time::Duration::ZERO).unwrap();
@@ -689,13 +691,7 @@ async fn a_cut_or_damaged_copy_leaves_the_target_as_it_was() {
             "{what}: {e}"
         );
         assert_eq!(data(&b), before, "{what}");
-        let names: Vec<String> = std::fs::read_dir(b.parent().unwrap())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.contains("restore"))
-            .collect();
-        assert!(names.is_empty(), "{what}: {names:?}");
+        assert_eq!(restore_leftovers(&b), Vec::<String>::new(), "{what}");
     }
     // The whole copy, with replace, does replace it.
     restore_stream(&stream, &b, None, opts(true, Recovery::NoRecovery)).unwrap();

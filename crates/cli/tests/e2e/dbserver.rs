@@ -430,24 +430,6 @@ async fn uploads_live_on_the_database_server_and_in_its_backups() {
     assert!(bytes == content, "the restored file came back changed");
 }
 
-/// `pchat db status --json` of one database on a server.
-fn db_entry(addr: &str, db: &str) -> Value {
-    let out = pchat()
-        .args(["db", "status", "--json", "--server", addr])
-        .env("PCHAT_CLUSTER_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["databases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["database"] == db)
-        .cloned()
-        .unwrap()
-}
-
 /// `pchat db copy`: a serving database copied straight to two database
 /// servers at once; refused without --replace (targets unchanged, the
 /// reason named per target), one target down does not stop the other, and
@@ -483,7 +465,7 @@ async fn a_copy_goes_straight_to_other_database_servers() {
             .await;
         assert_eq!(r.status, 201);
     }
-    let src = db_entry(&source.addr, "mgc");
+    let src = db_status(&source.addr, "mgc");
     let copy = |extra: &[&str]| {
         pchat()
             .args(["db", "copy", "--json", "--server", &source.addr])
@@ -495,7 +477,7 @@ async fn a_copy_goes_straight_to_other_database_servers() {
     };
 
     // Without --replace: each target already holds another mgc.
-    let before = (db_entry(&b.addr, "mgc"), db_entry(&c.addr, "mgc"));
+    let before = (db_status(&b.addr, "mgc"), db_status(&c.addr, "mgc"));
     let out = copy(&["--to", &b.addr, "--to", &c.addr]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -505,7 +487,10 @@ async fn a_copy_goes_straight_to_other_database_servers() {
             && err.contains("a database other than the existing database"),
         "{err}"
     );
-    assert_eq!((db_entry(&b.addr, "mgc"), db_entry(&c.addr, "mgc")), before);
+    assert_eq!(
+        (db_status(&b.addr, "mgc"), db_status(&c.addr, "mgc")),
+        before
+    );
 
     // With --replace and --norecovery, to both at once, one address dead.
     let dead = {
@@ -530,7 +515,7 @@ async fn a_copy_goes_straight_to_other_database_servers() {
     assert!(copies[1]["error"].is_string(), "{v}");
     for (target, copied) in [(&b, &copies[0]), (&c, &copies[2])] {
         assert_eq!(copied["report"]["state"], "RESTORING", "{v}");
-        let e = db_entry(&target.addr, "mgc");
+        let e = db_status(&target.addr, "mgc");
         assert_eq!(
             (&e["state"], &e["family_id"], &e["last_lsn"]),
             (&json!("RESTORING"), &src["family_id"], &src["last_lsn"]),
@@ -548,8 +533,8 @@ async fn a_copy_goes_straight_to_other_database_servers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let e = db_entry(&b.addr, "mgc");
-    let now = db_entry(&source.addr, "mgc");
+    let e = db_status(&b.addr, "mgc");
+    let now = db_status(&source.addr, "mgc");
     assert_eq!(e["state"], "ONLINE");
     assert_eq!(e["last_lsn"], now["last_lsn"]);
     assert_ne!(e["fork_id"], now["fork_id"]);
@@ -564,7 +549,7 @@ async fn a_copy_whose_sender_hangs_leaves_the_target_as_it_was() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let target = DbServer::start(dir.path(), "127.0.0.1:0");
-    let before = db_entry(&target.addr, "mgc");
+    let before = db_status(&target.addr, "mgc");
     let (mut r, mut w, _) =
         pchat_wire::client::handshake(&target.addr, SECRET.as_bytes(), "hanging sender")
             .await
@@ -606,7 +591,7 @@ async fn a_copy_whose_sender_hangs_leaves_the_target_as_it_was() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert_eq!(db_entry(&target.addr, "mgc"), before);
+    assert_eq!(db_status(&target.addr, "mgc"), before);
     let leftovers: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
