@@ -584,6 +584,7 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                             &h.fork_id[..8.min(h.fork_id.len())],
                             f.file
                         ),
+                        (None, Some(e)) if f.temporary => format!("TEMPORARY {}: {e}", f.file),
                         (None, Some(e)) => format!("DAMAGED  {}: {e}", f.file),
                         (None, None) => f.file.clone(),
                     })

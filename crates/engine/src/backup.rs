@@ -1295,6 +1295,9 @@ pub struct Found {
     pub header: Option<BackupHeader>,
     /// Why the file is not a usable backup.
     pub error: Option<String>,
+    /// Under a writer's temporary name: never published (see `is_temporary`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
 }
 
 /// Every file of `dir` checked as a backup (sorted by database, family,
@@ -1315,8 +1318,9 @@ pub fn scan(dir: &Path) -> Result<Vec<Found>, BackupError> {
                 file,
                 header: None,
                 error: Some(
-                    "a temporary file: a backup still being written, or left by a writer that stopped before publishing it".into(),
+                    "a backup still being written, or left by a writer that stopped before publishing it".into(),
                 ),
+                temporary: true,
             });
             continue;
         }
@@ -1325,12 +1329,14 @@ pub fn scan(dir: &Path) -> Result<Vec<Found>, BackupError> {
                 file,
                 header: Some(h),
                 error: None,
+                temporary: false,
             }),
             Err(BackupError::NotABackup(..)) => {}
             Err(e) => out.push(Found {
                 file,
                 header: None,
                 error: Some(e.to_string()),
+                temporary: false,
             }),
         }
     }
