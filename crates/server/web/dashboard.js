@@ -165,11 +165,22 @@ $("run-open").addEventListener("click", () => {
 $("confirm-cancel").addEventListener("click", () => $("confirm").close());
 $("confirm-run").addEventListener("click", async () => {
   $("confirm").close();
+  // Until the new run's first snapshot arrives, the run shown is the last
+  // one: say the new one is starting, and let no late answer about an
+  // older run show its state again.
+  startingAfter = shownRun ? shownRun.started_at : 0;
+  $("run").hidden = false;
+  $("run-title").textContent = planned;
+  $("run-state").textContent = "starting";
+  $("run-state").className = "pill warn";
+  $("run-lines").textContent = "";
+  clear($("run-verification"));
   try {
     const r = await api("POST", `/api/v1/admin/runbooks/${planned}`, { confirm: planned });
     $("plan").hidden = true;
     renderRun(r.run);
   } catch (err) {
+    startingAfter = null;
     $("dash-error").textContent = err.message;
   }
 });
@@ -178,6 +189,8 @@ $("confirm-run").addEventListener("click", async () => {
 // to the start and every refresh), so an older one can arrive last: a run
 // only moves forward (a later start, more lines, then finished).
 let shownRun = null;
+// While a run is being started: the start time of the run shown before.
+let startingAfter = null;
 
 function isOlderRun(run, than) {
   if (!than) return false;
@@ -188,6 +201,10 @@ function isOlderRun(run, than) {
 
 function renderRun(run) {
   if (!run || isOlderRun(run, shownRun)) return;
+  if (startingAfter !== null) {
+    if (run.started_at <= startingAfter) return;
+    startingAfter = null;
+  }
   shownRun = run;
   $("run").hidden = false;
   $("run-title").textContent = run.runbook;
