@@ -5,7 +5,7 @@
 //! interruption resumes where it stopped), and a verification at the end
 //! that compares every copy of mgc and mgccomp.
 
-use crate::db::replication::Server;
+use crate::db::replication::{status_entry, Server};
 use crate::db::Database;
 use crate::pool::{Pool, PoolTarget};
 use anyhow::{bail, Context};
@@ -944,14 +944,11 @@ impl Run {
         let mut said = false;
         loop {
             let status = b.ask(Request::Status).await?;
-            let entry = |name: &str| {
-                status["databases"]
-                    .as_array()
-                    .and_then(|d| d.iter().find(|e| e["database"] == name).cloned())
-                    .unwrap_or_default()
-            };
-            let last = entry("mgc")["last_lsn"].as_i64().unwrap_or(0);
-            let cursor = entry("mgccomp")["recorded_through"].as_i64().unwrap_or(0);
+            let entry = |db| status_entry(&status, db).unwrap_or_default();
+            let last = entry(Database::Mgc)["last_lsn"].as_i64().unwrap_or(0);
+            let cursor = entry(Database::Mgccomp)["recorded_through"]
+                .as_i64()
+                .unwrap_or(0);
             if cursor >= last {
                 return Ok(());
             }

@@ -1311,6 +1311,10 @@ pub fn scan(dir: &Path) -> Result<Vec<Found>, BackupError> {
         }
         let file = path.display().to_string();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let checked = verify(&path);
+        if matches!(checked, Err(BackupError::NotABackup(..))) {
+            continue; // other files (a cut temporary file among them)
+        }
         if is_temporary(&name) {
             // A writer killed between its fsync and its rename leaves a
             // complete file here: what it holds was never shipped.
@@ -1324,14 +1328,13 @@ pub fn scan(dir: &Path) -> Result<Vec<Found>, BackupError> {
             });
             continue;
         }
-        match verify(&path) {
+        match checked {
             Ok(h) => out.push(Found {
                 file,
                 header: Some(h),
                 error: None,
                 temporary: false,
             }),
-            Err(BackupError::NotABackup(..)) => {}
             Err(e) => out.push(Found {
                 file,
                 header: None,

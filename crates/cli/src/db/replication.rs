@@ -218,10 +218,7 @@ impl Server {
     /// The status entry of one database.
     pub(crate) async fn database(&self, db: Database) -> anyhow::Result<serde_json::Value> {
         let v = self.ask(Request::Status).await?;
-        v["databases"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["database"] == db.name()).cloned())
-            .with_context(|| format!("{} hosts no {}", self.addr, db.file()))
+        status_entry(&v, db).with_context(|| format!("{} hosts no {}", self.addr, db.file()))
     }
 
     /// Full backup of `db` on `from` into the share, restored here in
@@ -597,4 +594,11 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join("\n")
     })
+}
+
+/// One database's entry in a `status` answer.
+pub(crate) fn status_entry(status: &serde_json::Value, db: Database) -> Option<serde_json::Value> {
+    status["databases"]
+        .as_array()
+        .and_then(|d| d.iter().find(|e| e["database"] == db.name()).cloned())
 }
