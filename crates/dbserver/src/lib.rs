@@ -15,6 +15,7 @@
 //! fences chat servers (`pool`).
 
 mod hosted;
+mod journal;
 mod logship;
 mod metrics;
 mod mirror;
@@ -406,7 +407,9 @@ async fn pool_get(node: &Node) -> serde_json::Value {
 async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
     let mut dbs = Vec::new();
     for db in [Db::Mgc, Db::Mgccomp] {
-        let (id, state) = node.hosted.read(db)?;
+        let (mut id, state) = node.hosted.read(db)?;
+        // A mirror holds durably what its journal holds, applied or not.
+        id.last_lsn = id.last_lsn.max(node.mirroring.journal_lsn(db).unwrap_or(0));
         let forks = backup::fork_history(&node.hosted.file(db))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let mirroring = node.mirroring.status(db);
@@ -827,6 +830,7 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
         }
         Request::Recover { db } => {
             let _one = node.hosted.admin.lock().await;
+            node.mirroring.settle(db).await?;
             let done = node
                 .hosted
                 .offline(db, backup::recover)
@@ -877,6 +881,8 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
         Request::LogshipRemove { db } => node.logship.remove(db),
         Request::LogshipStatus => node.logship.status(),
         Request::Summary { db } => {
+            // A mirror counts what it acknowledged, journal included.
+            node.mirroring.flush(db).await?;
             let file = node.hosted.file(db);
             let done = tokio::task::spawn_blocking(move || backup::summary(&file))
                 .await
@@ -892,7 +898,7 @@ async fn operation(node: &Arc<Node>, req: Request) -> Result<serde_json::Value, 
             partner,
             mode,
         } => node.mirroring.set(db, role, partner, mode).await,
-        Request::MirrorRemove { db } => node.mirroring.remove(db),
+        Request::MirrorRemove { db } => node.mirroring.remove(db).await,
         Request::MirrorFailover { db } => node.mirroring.failover(db).await,
         Request::MirrorForce { db } => node.mirroring.force(db).await,
         Request::MirrorTakeOver { db, last_lsn } => node.mirroring.take_over(db, last_lsn).await,

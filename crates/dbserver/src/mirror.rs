@@ -15,8 +15,9 @@
 //! to be rebuilt from a backup). `mirror remove` on it lets it serve alone.
 
 use crate::hosted::{db_name, internal, Hosted};
+use crate::journal::{self, Batch, Journal};
 use pchat_domain::Lsn;
-use pchat_engine::backup::{self, LogApplier, LogSource};
+use pchat_engine::backup;
 use pchat_engine::DbState;
 use pchat_store::{Fork, RawRecord, StoreError};
 use pchat_wire::message::{Db, MirrorMode, MirrorRole, Request};
@@ -62,8 +63,8 @@ struct Pair {
     deposed: Option<String>,
     /// Mirror: the principal's last LSN as last heard.
     principal_lsn: Lsn,
-    /// Mirror: the connection that applies records.
-    applier: Option<Arc<Mutex<LogApplier>>>,
+    /// Mirror: where the session's batches are hardened and applied.
+    journal: Option<Arc<Journal>>,
     /// Principal: stops the streaming task.
     stop: Option<watch::Sender<bool>>,
 }
@@ -121,12 +122,61 @@ impl Mirroring {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        for db in [Db::Mgc, Db::Mgccomp] {
+            // A mirror that stopped (crashed) mid-session: what it hardened
+            // goes into the database before anything reads it.
+            match journal::recover(&m.hosted.file(db)) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(db = db_name(db), records = n, "applied the mirror journal")
+                }
+                Err(e) => {
+                    tracing::error!(db = db_name(db), error = %e, "the mirror journal could not be applied")
+                }
+            }
+        }
         for (db, config) in saved {
             if let Some(db) = parse_db(&db) {
                 m.install(db, config, false, false);
             }
         }
         m
+    }
+
+    /// Ends the mirroring session of `db` here, if any: everything its
+    /// journal hardened is applied to the database (also what a crashed
+    /// server left). What changes a mirror's file first does this.
+    pub async fn settle(&self, db: Db) -> Result<(), StoreError> {
+        self.apply_journal(db, true).await
+    }
+
+    /// Applies what the journal of `db` holds, keeping the session: the
+    /// database file then holds everything this copy acknowledged.
+    pub async fn flush(&self, db: Db) -> Result<(), StoreError> {
+        self.apply_journal(db, false).await
+    }
+
+    async fn apply_journal(&self, db: Db, end_session: bool) -> Result<(), StoreError> {
+        let journal = self
+            .with(db, |p| match end_session {
+                true => p.journal.take(),
+                false => p.journal.clone(),
+            })
+            .flatten();
+        let file = self.hosted.file(db);
+        tokio::task::spawn_blocking(move || match journal {
+            Some(j) if end_session => j.close().map(|_| ()),
+            Some(j) => j.settle().map(|_| ()),
+            None => journal::recover(&file).map(|_| ()),
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    /// The last LSN the journal of `db`'s mirroring session holds.
+    pub fn journal_lsn(&self, db: Db) -> Option<Lsn> {
+        self.with(db, |p| p.journal.as_ref().map(|j| j.hardened()))
+            .flatten()
     }
 
     fn path(&self) -> std::path::PathBuf {
@@ -159,7 +209,7 @@ impl Mirroring {
             switching: false,
             deposed: None,
             principal_lsn: 0,
-            applier: None,
+            journal: None,
             stop: None,
         };
         if role == MirrorRole::Principal {
@@ -273,9 +323,11 @@ impl Mirroring {
     }
 
     pub fn status(&self, db: Db) -> Option<PairStatus> {
-        let last = self.hosted.identity(db).map(|i| i.last_lsn).unwrap_or(0);
+        let file_last = self.hosted.identity(db).map(|i| i.last_lsn).unwrap_or(0);
         self.with(db, |p| {
             let link = *p.link.borrow();
+            // A mirror holds durably what its journal holds too.
+            let last = file_last.max(p.journal.as_ref().map_or(0, |j| j.hardened()));
             let principal = p.config.role == MirrorRole::Principal;
             let synchronized = if principal {
                 link.connected && link.hardened >= last
@@ -289,7 +341,7 @@ impl Mirroring {
                 connected: if principal {
                     link.connected
                 } else {
-                    p.applier.is_some()
+                    p.journal.is_some()
                 },
                 synchronized,
                 exposed: principal && p.confirmed && p.deposed.is_none() && !link.connected,
@@ -342,7 +394,8 @@ impl Mirroring {
 
     /// `mirror remove`: both copies keep their data; a principal serves
     /// alone, a mirror stays RESTORING until it is recovered.
-    pub fn remove(&self, db: Db) -> Result<serde_json::Value, StoreError> {
+    pub async fn remove(&self, db: Db) -> Result<serde_json::Value, StoreError> {
+        self.settle(db).await?;
         let old = self
             .pairs
             .lock()
@@ -615,12 +668,9 @@ impl Mirroring {
                 id.last_lsn
             )));
         }
-        let file = self.hosted.file(db);
-        let applier = tokio::task::spawn_blocking(move || LogApplier::open(&file))
-            .await
-            .map_err(internal)?
-            .map_err(|e| refused(e.to_string()))?;
-        let (id, state) = applier.identity().map_err(|e| refused(e.to_string()))?;
+        // An earlier session (a principal that reconnects) ends first.
+        self.settle(db).await?;
+        let (id, state) = self.hosted.read(db)?;
         if state == DbState::Online {
             return Err(refused(format!("{} is ONLINE here", db_name(db))));
         }
@@ -638,7 +688,11 @@ impl Mirroring {
                 id.fork_id
             )));
         }
-        self.with(db, |p| p.applier = Some(Arc::new(Mutex::new(applier))));
+        let file = self.hosted.file(db);
+        let journal = tokio::task::spawn_blocking(move || Journal::open(&file))
+            .await
+            .map_err(internal)??;
+        self.with(db, |p| p.journal = Some(journal));
         serde_json::to_value(StartAnswer {
             last_lsn: id.last_lsn,
             fork_id: id.fork_id,
@@ -656,30 +710,23 @@ impl Mirroring {
         records: Vec<RawRecord>,
         principal_lsn: Lsn,
     ) -> Result<serde_json::Value, StoreError> {
-        let applier = self
+        let journal = self
             .with(db, |p| {
                 p.principal_lsn = p.principal_lsn.max(principal_lsn);
-                p.applier.clone()
+                p.journal.clone()
             })
             .flatten()
             .ok_or_else(|| StoreError::Unavailable("no mirroring session: start again".into()))?;
-        let done = tokio::task::spawn_blocking(move || {
-            let mut a = applier.lock().map_err(internal)?;
-            a.apply(
-                &LogSource {
-                    what: "the mirrored log",
-                    family_id: &family_id,
-                    fork_id: &fork_id,
-                    forks: &forks,
-                },
-                &records,
-                None,
-            )
-            .map_err(|e| refused(e.to_string()))
-        })
-        .await
-        .map_err(internal)??;
-        Ok(serde_json::json!({ "last_lsn": done.last_lsn }))
+        let batch = Batch {
+            family_id,
+            fork_id,
+            forks,
+            records,
+        };
+        let last_lsn = tokio::task::spawn_blocking(move || journal.harden(batch))
+            .await
+            .map_err(internal)??;
+        Ok(serde_json::json!({ "last_lsn": last_lsn }))
     }
 
     /// `mirror force-service` on the mirror: ONLINE on a new fork.
@@ -689,7 +736,7 @@ impl Mirroring {
         }) else {
             return Err(refused(format!("{} is not a mirror here", db_name(db))));
         };
-        self.with(db, |p| p.applier = None);
+        self.settle(db).await?;
         let done = self
             .hosted
             .offline(db, backup::recover)
@@ -817,13 +864,13 @@ impl Mirroring {
         }) else {
             return Err(refused(format!("{} is not a mirror here", db_name(db))));
         };
+        self.settle(db).await?;
         let ours = self.hosted.identity(db)?.last_lsn;
         if ours != last_lsn {
             return Err(refused(format!(
                 "the mirror holds LSNs up to {ours}, the principal {last_lsn}: not synchronized"
             )));
         }
-        self.with(db, |p| p.applier = None);
         self.hosted
             .offline(db, backup::set_online)
             .await?

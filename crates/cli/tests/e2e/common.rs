@@ -25,11 +25,13 @@ pub struct Server {
 impl Server {
     /// A server on a new temporary data directory, with the bootstrap admin.
     pub fn start() -> Server {
+        Server::start_temp(&[("PCHAT_BOOTSTRAP_ADMIN", &format!("{ADMIN}:{ADMIN_PW}"))])
+    }
+
+    /// A server on a new temporary data directory, with `env`.
+    pub fn start_temp(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server::start_in(
-            dir.path(),
-            &[("PCHAT_BOOTSTRAP_ADMIN", &format!("{ADMIN}:{ADMIN_PW}"))],
-        );
+        let mut s = Server::start_in(dir.path(), env);
         s._dir = Some(dir);
         s
     }
@@ -374,10 +376,14 @@ impl DbServer {
         Self::start_with(dir, listen, &[])
     }
     pub fn start_with(dir: &Path, listen: &str, args: &[&str]) -> DbServer {
+        Self::start_env(dir, listen, args, &[])
+    }
+    pub fn start_env(dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> DbServer {
         let mut child = pchat()
             .args(["db", "serve", "--listen", listen, "--data-dir"])
             .arg(dir)
             .args(args)
+            .envs(env.iter().copied())
             .env("PCHAT_CLUSTER_SECRET", SECRET)
             .env("PCHAT_LOG", "warn")
             .stdout(std::process::Stdio::piped())

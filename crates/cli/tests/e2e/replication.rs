@@ -93,6 +93,21 @@ fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// A chat server (on a temporary data directory) using `database`.
+fn chat_on(database: &str) -> Server {
+    Server::start_temp(&refs(&chat_env(database)))
+}
+
+/// An open room `name` in the category "general", made by `admin`.
+async fn open_room(c: &Client, admin: &str, name: &str) -> i64 {
+    let cat = c.category(admin, "general").await;
+    c.room(
+        admin,
+        json!({"name": name, "category": cat, "privacy": "open"}),
+    )
+    .await
+}
+
 /// Every acknowledged post is in the history exactly once, and the
 /// sequence numbers have no gap.
 fn exactly_once(history: &[Value], acked: &[(String, i64)]) {
@@ -131,18 +146,10 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
     assert_eq!(db_status(&mirror.addr, "mgc")["state"], "RESTORING");
     assert_eq!(db_status(&mirror.addr, "mgc")["serving"], false);
 
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = chat_env(&format!("{},{}", principal.addr, mirror.addr));
-    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let chat = chat_on(&format!("{},{}", principal.addr, mirror.addr));
     let c = chat.client();
     let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "busy", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let room = open_room(&c, &admin, "busy").await;
     // A file, in several protocol parts: the mirror gets it with the post.
     let content: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
     let up = super::files::upload(&c, &admin, room, "plan.bin", "file-1", content.clone()).await;
@@ -209,6 +216,63 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
     assert_eq!(mgc["serving"], true, "{mgc}");
 }
 
+/// A mirror acknowledges a batch once its journal holds it and applies it
+/// later. Strict mode, clients posting; the mirror is killed with SIGKILL
+/// while its journal holds batches it has not applied (its redo waits 3 s
+/// here), then the principal too. The mirror, restarted, applies its
+/// journal; forced into service it has every acknowledged post, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_killed_with_batches_in_its_journal_keeps_them() {
+    let (d1, d2, share) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut principal = DbServer::start(d1.path(), "127.0.0.1:0");
+    let slow_redo = [("PCHAT_MIRROR_REDO_MS", "3000")];
+    let mut mirror = DbServer::start_env(d2.path(), "127.0.0.1:0", &[], &slow_redo);
+    let share_s = share.path().display().to_string();
+    mirror_set(&principal.addr, &mirror.addr, &share_s, None, "strict").unwrap();
+    let chat = chat_on(&principal.addr);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let room = open_room(&c, &admin, "journal").await;
+    // Wait out the redo of what setting up wrote.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = posting(&c, &admin, room, 4, Duration::ZERO, stop.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let journal = d2.path().join("mgc.db.mirror-journal");
+    let held = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+    mirror.kill9();
+    // Strict: with the mirror away nothing more is acknowledged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    principal.kill9();
+    stop.store(true, Ordering::SeqCst);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "posts were acknowledged before the kill");
+    assert!(held > 0, "the journal held batches at the kill");
+    drop(tasks);
+
+    let mirror = DbServer::start(d2.path(), &mirror.addr);
+    // It applies its journal as it starts (after it bound its address).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&journal).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted mirror kept its journal"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let forced = db_cmd(&["mirror", "force-service", "--server", &mirror.addr]).unwrap();
+    eprintln!("forced service: {forced}");
+    let chat = chat_on(&mirror.addr);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let history = c.history(&admin, room).await;
+    exactly_once(&history, &acked);
+}
+
 /// Planned failover: roles switch with nothing lost; `mirror remove`
 /// breaks the pair.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,18 +286,10 @@ async fn a_planned_mirror_failover_switches_roles_without_loss() {
     let b = DbServer::start(d2.path(), "127.0.0.1:0");
     let share_s = share.path().display().to_string();
     mirror_set(&a.addr, &b.addr, &share_s, Some("mgc"), "sync").unwrap();
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = chat_env(&format!("{},{}", a.addr, b.addr));
-    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let chat = chat_on(&format!("{},{}", a.addr, b.addr));
     let c = chat.client();
     let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "calm", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let room = open_room(&c, &admin, "calm").await;
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, tasks) = posting(&c, &admin, room, 2, Duration::from_millis(5), stop.clone());
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -348,18 +404,10 @@ async fn log_shipping_keeps_the_secondary_close_and_brings_it_online() {
     .unwrap_err();
     assert!(e.contains("is ONLINE"), "{e}");
 
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = chat_env(&primary.addr);
-    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let chat = chat_on(&primary.addr);
     let c = chat.client();
     let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "shipped", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let room = open_room(&c, &admin, "shipped").await;
     let content = b"shipped with the log".repeat(1000);
     let up = super::files::upload(&c, &admin, room, "notes.txt", "file-1", content.clone()).await;
     assert_eq!(up.status, 201, "{}", up.body);
@@ -512,18 +560,10 @@ async fn a_mirror_away_stops_strict_writes_and_exposes_sync_ones() {
     let (a_addr, b_addr) = (a.addr.clone(), b.addr.clone());
     let set = |mode: &str| mirror_set(&a_addr, &b_addr, &share_s, Some("mgc"), mode).unwrap();
     set("strict");
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = chat_env(&a.addr);
-    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let chat = chat_on(&a.addr);
     let c = chat.client();
     let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "strict", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let room = open_room(&c, &admin, "strict").await;
     assert_eq!(c.post(&admin, room, "one", "one").await.status, 201);
 
     b.kill9();
@@ -628,18 +668,10 @@ async fn a_synchronous_principal_ships_only_what_its_mirror_hardened() {
         "mgc",
     ])
     .unwrap();
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = chat_env(&principal.addr);
-    let chat = Server::start_in(chat_dir.path(), &refs(&env));
+    let chat = chat_on(&principal.addr);
     let c = chat.client();
     let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "limited", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let room = open_room(&c, &admin, "limited").await;
     assert_eq!(c.post(&admin, room, "one", "one").await.status, 201);
     let lsn = |addr: &str| db_status(addr, "mgc")["last_lsn"].as_i64().unwrap();
     let shipped_all = |target: i64| {

@@ -1,0 +1,396 @@
+//! The mirror's journal. A mirror hardens each batch its principal streams
+//! by appending it to this file with one `fdatasync`, answers, and applies
+//! the journal to its database in the background, many batches to one
+//! transaction. So a synchronous acknowledgement waits for one small flush
+//! on the mirror instead of a database commit (SQL Server's mirror, too,
+//! hardens the log first and redoes it after).
+//!
+//! The journal only takes a batch that simply continues the database (same
+//! family and fork, the next LSN); anything else (a fork to adopt, records
+//! the mirror already has) settles the journal and is applied at once, with
+//! every check of a log restore. Whatever reads or changes the mirror's
+//! database settles the journal first, and a database server applies what a
+//! journal holds when it starts (after a crash). Each entry is checksummed:
+//! a torn last entry was never acknowledged and is dropped.
+
+use crate::hosted::internal;
+use pchat_domain::Lsn;
+use pchat_engine::backup::{LogApplier, LogSource};
+use pchat_store::{Fork, RawRecord, StoreError};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+/// How long the redo gathers batches before it applies them: larger
+/// transactions write each touched page once for many records.
+/// `PCHAT_MIRROR_REDO_MS` changes it (tests hold batches in the journal).
+fn redo_gather() -> Duration {
+    static GATHER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *GATHER.get_or_init(|| {
+        let ms = std::env::var("PCHAT_MIRROR_REDO_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50);
+        Duration::from_millis(ms)
+    })
+}
+/// Records hardened and not yet applied beyond which a batch waits for the
+/// redo (the journal does not outgrow a mirror that cannot keep up).
+const MAX_PENDING: usize = 20_000;
+/// Bytes before an entry: payload length (u32 LE), BLAKE3 of the payload.
+const ENTRY_HEAD: usize = 4 + 32;
+
+/// One batch as the journal holds it: the records and their source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Batch {
+    pub family_id: String,
+    pub fork_id: String,
+    pub forks: Vec<Fork>,
+    pub records: Vec<RawRecord>,
+}
+
+impl Batch {
+    fn source(&self) -> LogSource<'_> {
+        LogSource {
+            what: "the mirrored log",
+            family_id: &self.family_id,
+            fork_id: &self.fork_id,
+            forks: &self.forks,
+        }
+    }
+}
+
+pub struct Journal {
+    path: PathBuf,
+    applier: Mutex<LogApplier>,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+struct State {
+    file: File,
+    /// Hardened in the file, not yet applied, oldest first.
+    pending: Vec<Batch>,
+    pending_records: usize,
+    /// Counts appends, so the file is emptied only when nothing came in
+    /// while its batches were applied.
+    appended: u64,
+    /// The last LSN this copy holds durably (journal or database).
+    hardened: Lsn,
+    /// The database's family and fork: a batch of another goes the slow way.
+    family_id: String,
+    fork_id: String,
+    /// Set when the session ended or the redo failed: no more appends.
+    closed: Option<String>,
+}
+
+/// Where `db_file`'s mirror journal lives.
+pub fn path_for(db_file: &Path) -> PathBuf {
+    let mut p = db_file.as_os_str().to_owned();
+    p.push(".mirror-journal");
+    PathBuf::from(p)
+}
+
+/// The batches in a journal file, up to the first torn or damaged entry.
+fn read_entries(path: &Path) -> Result<Vec<Batch>, StoreError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => f.read_to_end(&mut bytes).map_err(internal)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(internal(e)),
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + ENTRY_HEAD) {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&head[..4]);
+        let len = u32::from_le_bytes(len) as usize;
+        let Some(payload) = bytes.get(at + ENTRY_HEAD..at + ENTRY_HEAD + len) else {
+            break; // torn: never acknowledged
+        };
+        if blake3::hash(payload).as_bytes() != &head[4..] {
+            break;
+        }
+        match serde_json::from_slice(payload) {
+            Ok(batch) => out.push(batch),
+            Err(_) => break,
+        }
+        at += ENTRY_HEAD + len;
+    }
+    Ok(out)
+}
+
+/// Applies `batches` in order: consecutive batches of one source in one
+/// transaction. Answers the last LSN applied.
+fn apply_all(applier: &mut LogApplier, batches: &[Batch]) -> Result<Option<Lsn>, StoreError> {
+    let mut last = None;
+    let mut at = 0;
+    while let Some(run) = batches.get(at) {
+        let same = batches[at..]
+            .iter()
+            .take_while(|b| b.family_id == run.family_id && b.fork_id == run.fork_id)
+            .count();
+        let records: Vec<RawRecord> = batches[at..at + same]
+            .iter()
+            .flat_map(|b| b.records.iter().cloned())
+            .collect();
+        let done = applier.apply(&run.source(), &records, None).map_err(|e| {
+            StoreError::Unavailable(format!("the mirror could not apply its journal: {e}"))
+        })?;
+        last = Some(done.last_lsn);
+        at += same;
+    }
+    Ok(last)
+}
+
+/// Applies what the journal of `db_file` holds, then empties it: run when a
+/// database server starts, before the database is read or changed.
+pub fn recover(db_file: &Path) -> Result<usize, StoreError> {
+    let path = path_for(db_file);
+    let batches = read_entries(&path)?;
+    let n = batches.iter().map(|b| b.records.len()).sum();
+    if !batches.is_empty() {
+        let mut applier = LogApplier::open(db_file).map_err(internal)?;
+        apply_all(&mut applier, &batches).map_err(|e| {
+            internal(format!(
+                "{}: {e} (if the database was replaced since, remove this file)",
+                path.display()
+            ))
+        })?;
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(internal(e)),
+        _ => Ok(n),
+    }
+}
+
+impl Journal {
+    /// Opens the journal of a mirror's database (applying what an earlier
+    /// session left) and starts its redo.
+    pub fn open(db_file: &Path) -> Result<Arc<Journal>, StoreError> {
+        recover(db_file)?;
+        let applier =
+            LogApplier::open(db_file).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (id, _) = applier.identity().map_err(internal)?;
+        let path = path_for(db_file);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(internal)?;
+        let journal = Arc::new(Journal {
+            path,
+            applier: Mutex::new(applier),
+            state: Mutex::new(State {
+                file,
+                pending: Vec::new(),
+                pending_records: 0,
+                appended: 0,
+                hardened: id.last_lsn,
+                family_id: id.family_id,
+                fork_id: id.fork_id,
+                closed: None,
+            }),
+            wake: Condvar::new(),
+        });
+        let weak = Arc::downgrade(&journal);
+        std::thread::Builder::new()
+            .name("mirror-redo".into())
+            .spawn(move || redo(weak))
+            .map_err(internal)?;
+        Ok(journal)
+    }
+
+    fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.state.lock().map_err(internal)
+    }
+
+    /// The last LSN this copy holds durably.
+    pub fn hardened(&self) -> Lsn {
+        self.state.lock().map(|s| s.hardened).unwrap_or(0)
+    }
+
+    /// Makes `batch` durable here and answers the last LSN held. Blocking.
+    pub fn harden(&self, batch: Batch) -> Result<Lsn, StoreError> {
+        let first = batch.records.first().map(|r| r.lsn);
+        let last = batch.records.last().map_or(0, |r| r.lsn);
+        let consecutive = batch.records.windows(2).all(|w| w[1].lsn == w[0].lsn + 1);
+        {
+            let mut st = self.state()?;
+            if let Some(why) = &st.closed {
+                return Err(StoreError::Unavailable(why.clone()));
+            }
+            let same_source = batch.family_id == st.family_id && batch.fork_id == st.fork_id;
+            if same_source && first.is_none() {
+                return Ok(st.hardened);
+            }
+            let continues = same_source && consecutive && first == Some(st.hardened + 1);
+            if continues && st.pending_records < MAX_PENDING {
+                let payload = serde_json::to_vec(&batch).map_err(internal)?;
+                let len = u32::try_from(payload.len()).map_err(internal)?;
+                let mut entry = Vec::with_capacity(ENTRY_HEAD + payload.len());
+                entry.extend_from_slice(&len.to_le_bytes());
+                entry.extend_from_slice(blake3::hash(&payload).as_bytes());
+                entry.extend_from_slice(&payload);
+                let written = st.file.write_all(&entry).and_then(|_| st.file.sync_data());
+                if let Err(e) = written {
+                    // The file may now end in a torn entry: no more appends.
+                    let why = format!("the mirror journal {} failed: {e}", self.path.display());
+                    st.closed = Some(why.clone());
+                    return Err(StoreError::Unavailable(why));
+                }
+                st.appended += 1;
+                st.pending_records += batch.records.len();
+                st.pending.push(batch);
+                st.hardened = last;
+                self.wake.notify_one();
+                return Ok(last);
+            }
+        }
+        // Not a simple continuation (or the redo is far behind): apply all
+        // of it now, with every check.
+        self.apply_pending(Some(batch))
+    }
+
+    /// Applies what is pending (then `extra`, if any) and answers the last
+    /// LSN held.
+    fn apply_pending(&self, extra: Option<Batch>) -> Result<Lsn, StoreError> {
+        let mut applier = self.applier.lock().map_err(internal)?;
+        let (batches, appended) = {
+            let mut st = self.state()?;
+            st.pending_records = 0;
+            (std::mem::take(&mut st.pending), st.appended)
+        };
+        let applied = apply_all(&mut applier, &batches);
+        let mut st = self.state()?;
+        if let Err(e) = applied {
+            // Hardened batches that cannot be applied: keep them (a settle
+            // fails rather than lose them), take no more (the principal sees
+            // its mirror away) and keep the file.
+            st.pending_records += batches.iter().map(|b| b.records.len()).sum::<usize>();
+            let newer = std::mem::replace(&mut st.pending, batches);
+            st.pending.extend(newer);
+            st.closed = Some(e.to_string());
+            return Err(e);
+        }
+        if st.appended == appended && st.pending.is_empty() && !batches.is_empty() {
+            // All applied and committed: the file holds nothing needed.
+            st.file.set_len(0).map_err(internal)?;
+        }
+        drop(st);
+        if let Some(batch) = extra {
+            // A refusal here is the principal's to hear; the journal is fine.
+            let done = applier
+                .apply(&batch.source(), &batch.records, None)
+                .map_err(|e| {
+                    StoreError::Domain(pchat_domain::DomainError::Invalid(e.to_string()))
+                })?;
+            let (id, _) = applier.identity().map_err(internal)?;
+            let mut st = self.state()?;
+            st.hardened = st.hardened.max(done.last_lsn);
+            st.family_id = id.family_id;
+            st.fork_id = id.fork_id;
+        }
+        Ok(self.state()?.hardened)
+    }
+
+    /// Applies everything the journal holds; the database then holds all
+    /// that was acknowledged. Blocking.
+    pub fn settle(&self) -> Result<Lsn, StoreError> {
+        self.apply_pending(None)
+    }
+
+    /// Settles the journal and takes no more batches (the session ended).
+    pub fn close(&self) -> Result<Lsn, StoreError> {
+        let last = self.settle()?;
+        if let Ok(mut st) = self.state() {
+            st.closed = Some("the mirroring session ended: start again".into());
+        }
+        self.wake.notify_all();
+        Ok(last)
+    }
+}
+
+/// The background redo: waits for batches, gathers for a moment, applies.
+fn redo(journal: Weak<Journal>) {
+    loop {
+        let Some(j) = journal.upgrade() else { return };
+        {
+            let Ok(st) = j.state.lock() else { return };
+            let Ok((st, _)) = j.wake.wait_timeout_while(st, Duration::from_secs(1), |s| {
+                s.pending.is_empty() && s.closed.is_none()
+            }) else {
+                return;
+            };
+            if st.closed.is_some() {
+                return;
+            }
+            if st.pending.is_empty() {
+                continue;
+            }
+        }
+        drop(j);
+        std::thread::sleep(redo_gather());
+        let Some(j) = journal.upgrade() else { return };
+        if let Err(e) = j.apply_pending(None) {
+            tracing::error!(error = %e, "mirror redo failed: the mirror takes no more batches");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_or_damaged_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let batch = |lsn| Batch {
+            family_id: "f".into(),
+            fork_id: "k".into(),
+            forks: Vec::new(),
+            records: vec![RawRecord {
+                lsn,
+                ts: 1,
+                origin: "o".into(),
+                event: "{}".into(),
+            }],
+        };
+        let entry = |b: &Batch| {
+            let payload = serde_json::to_vec(b).unwrap();
+            let mut e = (payload.len() as u32).to_le_bytes().to_vec();
+            e.extend_from_slice(blake3::hash(&payload).as_bytes());
+            e.extend_from_slice(&payload);
+            e
+        };
+        let mut bytes = entry(&batch(1));
+        bytes.extend(entry(&batch(2)));
+        let whole = bytes.len();
+        let mut torn = entry(&batch(3));
+        torn.truncate(torn.len() - 3);
+        bytes.extend(torn);
+        std::fs::write(&path, &bytes).unwrap();
+        let got = read_entries(&path).unwrap();
+        assert_eq!(
+            got.iter().map(|b| b.records[0].lsn).collect::<Vec<_>>(),
+            [1, 2]
+        );
+
+        // A flipped byte in the second entry: only the first counts.
+        bytes.truncate(whole);
+        let at = whole - 5;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let got = read_entries(&path).unwrap();
+        assert_eq!(
+            got.iter().map(|b| b.records[0].lsn).collect::<Vec<_>>(),
+            [1]
+        );
+        assert!(read_entries(&dir.path().join("none")).unwrap().is_empty());
+    }
+}
