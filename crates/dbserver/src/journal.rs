@@ -40,6 +40,8 @@ fn redo_gather() -> Duration {
 /// Records hardened and not yet applied beyond which a batch waits for the
 /// redo (the journal does not outgrow a mirror that cannot keep up).
 const MAX_PENDING: usize = 20_000;
+/// Journal size beyond which the redo holds appends off to empty it.
+const MAX_BYTES: u64 = 8 << 20;
 /// Bytes before an entry: payload length (u32 LE), BLAKE3 of the payload.
 const ENTRY_HEAD: usize = 4 + 32;
 
@@ -75,9 +77,8 @@ struct State {
     /// Hardened in the file, not yet applied, oldest first.
     pending: Vec<Batch>,
     pending_records: usize,
-    /// Counts appends, so the file is emptied only when nothing came in
-    /// while its batches were applied.
-    appended: u64,
+    /// Bytes in the file.
+    bytes: u64,
     /// The last LSN this copy holds durably (journal or database).
     hardened: Lsn,
     /// The database's family and fork: a batch of another goes the slow way.
@@ -92,6 +93,29 @@ pub fn path_for(db_file: &Path) -> PathBuf {
     let mut p = db_file.as_os_str().to_owned();
     p.push(".mirror-journal");
     PathBuf::from(p)
+}
+
+impl State {
+    fn take(&mut self) -> Vec<Batch> {
+        self.pending_records = 0;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// After applying `batches`: when that failed, they are pending again
+    /// (a settle fails rather than lose them) and the journal takes no more
+    /// (the principal sees its mirror away); the file stays.
+    fn keep_unapplied(
+        &mut self,
+        batches: Vec<Batch>,
+        applied: Result<Option<Lsn>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Err(e) = applied else { return Ok(()) };
+        self.pending_records += batches.iter().map(|b| b.records.len()).sum::<usize>();
+        let newer = std::mem::replace(&mut self.pending, batches);
+        self.pending.extend(newer);
+        self.closed = Some(e.to_string());
+        Err(e)
+    }
 }
 
 /// The batches in a journal file, up to the first torn or damaged entry.
@@ -188,7 +212,7 @@ impl Journal {
                 file,
                 pending: Vec::new(),
                 pending_records: 0,
-                appended: 0,
+                bytes: 0,
                 hardened: id.last_lsn,
                 family_id: id.family_id,
                 fork_id: id.fork_id,
@@ -242,7 +266,7 @@ impl Journal {
                     st.closed = Some(why.clone());
                     return Err(StoreError::Unavailable(why));
                 }
-                st.appended += 1;
+                st.bytes += entry.len() as u64;
                 st.pending_records += batch.records.len();
                 st.pending.push(batch);
                 st.hardened = last;
@@ -259,26 +283,21 @@ impl Journal {
     /// LSN held.
     fn apply_pending(&self, extra: Option<Batch>) -> Result<Lsn, StoreError> {
         let mut applier = self.applier.lock().map_err(internal)?;
-        let (batches, appended) = {
-            let mut st = self.state()?;
-            st.pending_records = 0;
-            (std::mem::take(&mut st.pending), st.appended)
-        };
-        let applied = apply_all(&mut applier, &batches);
+        let taken = self.state()?.take();
+        let applied = apply_all(&mut applier, &taken);
         let mut st = self.state()?;
-        if let Err(e) = applied {
-            // Hardened batches that cannot be applied: keep them (a settle
-            // fails rather than lose them), take no more (the principal sees
-            // its mirror away) and keep the file.
-            st.pending_records += batches.iter().map(|b| b.records.len()).sum::<usize>();
-            let newer = std::mem::replace(&mut st.pending, batches);
-            st.pending.extend(newer);
-            st.closed = Some(e.to_string());
-            return Err(e);
+        st.keep_unapplied(taken, applied)?;
+        if !st.pending.is_empty() && st.bytes > MAX_BYTES {
+            // Under steady load the appends never pause, so the file would
+            // never empty: catch up with them held off.
+            let rest = st.take();
+            let applied = apply_all(&mut applier, &rest);
+            st.keep_unapplied(rest, applied)?;
         }
-        if st.appended == appended && st.pending.is_empty() && !batches.is_empty() {
+        if st.pending.is_empty() && st.bytes > 0 {
             // All applied and committed: the file holds nothing needed.
             st.file.set_len(0).map_err(internal)?;
+            st.bytes = 0;
         }
         drop(st);
         if let Some(batch) = extra {
