@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// How long a principal waits for the mirror to answer a batch before it
 /// counts the mirror as away.
@@ -52,6 +52,10 @@ struct Link {
 struct Pair {
     config: PairConfig,
     link: watch::Sender<Link>,
+    /// Principal: acknowledgements waiting for the mirror, by LSN; each is
+    /// told `true` once the mirror holds its LSN, `false` if the mirror
+    /// goes away first. (A watch would wake every waiter on every batch.)
+    waiters: BTreeMap<Lsn, Vec<oneshot::Sender<bool>>>,
     /// Principal: its partner confirmed it is the principal since it started.
     confirmed: bool,
     /// Principal after a forced service: serves alone until the pair is
@@ -204,6 +208,7 @@ impl Mirroring {
         let mut pair = Pair {
             config,
             link,
+            waiters: BTreeMap::new(),
             confirmed,
             forced,
             switching: false,
@@ -293,33 +298,56 @@ impl Mirroring {
     /// the mirror has `lsn` or is away; for strict, once the mirror has it,
     /// else the command is not acknowledged (retried with its client_msg_id).
     pub async fn harden(&self, db: Db, lsn: Lsn) -> Result<(), StoreError> {
-        let Some((mode, forced, mut rx)) =
-            self.with(db, |p| (p.config.mode, p.forced, p.link.subscribe()))
-        else {
+        let Some((mode, forced, wait)) = self.with(db, |p| {
+            let link = *p.link.borrow();
+            let wait = (p.config.mode != MirrorMode::Async
+                && link.connected
+                && link.hardened < lsn)
+                .then(|| {
+                    let (tx, rx) = oneshot::channel();
+                    p.waiters.entry(lsn).or_default().push(tx);
+                    rx
+                });
+            let held = link.connected || link.hardened >= lsn;
+            (p.config.mode, p.forced, (wait, held))
+        }) else {
             return Ok(());
         };
+        let (wait, held_now) = wait;
         if mode == MirrorMode::Async {
             return Ok(());
         }
-        loop {
-            let link = *rx.borrow_and_update();
-            if link.hardened >= lsn {
-                return Ok(());
-            }
-            if !link.connected {
-                return if mode == MirrorMode::Strict && !forced {
-                    Err(StoreError::Unavailable(format!(
-                        "the mirror of {} went away before it held LSN {lsn}; retry",
-                        db_name(db)
-                    )))
-                } else {
-                    Ok(())
-                };
-            }
-            if rx.changed().await.is_err() {
-                return Ok(());
-            }
+        // The pair replaced or removed meanwhile (the sender dropped): as
+        // for an unmirrored database, nothing to wait for.
+        let held = match wait {
+            Some(rx) => rx.await.unwrap_or(true),
+            None => held_now,
+        };
+        if !held && mode == MirrorMode::Strict && !forced {
+            return Err(StoreError::Unavailable(format!(
+                "the mirror of {} went away before it held LSN {lsn}; retry",
+                db_name(db)
+            )));
         }
+        Ok(())
+    }
+
+    /// Changes what the principal knows of its mirror and answers the
+    /// acknowledgements that were waiting for it.
+    fn update_link(&self, db: Db, change: impl FnOnce(&mut Link)) {
+        self.with(db, |p| {
+            p.link.send_modify(change);
+            let link = *p.link.borrow();
+            let held = if link.connected {
+                let later = p.waiters.split_off(&(link.hardened + 1));
+                std::mem::replace(&mut p.waiters, later)
+            } else {
+                std::mem::take(&mut p.waiters)
+            };
+            for tx in held.into_values().flatten() {
+                let _ = tx.send(link.connected);
+            }
+        });
     }
 
     pub fn status(&self, db: Db) -> Option<PairStatus> {
@@ -417,9 +445,7 @@ impl Mirroring {
                 r = self.session(db) => r,
                 _ = stop.changed() => return,
             };
-            if let Some(link) = self.with(db, |p| p.link.clone()) {
-                link.send_modify(|l| l.connected = false);
-            }
+            self.update_link(db, |l| l.connected = false);
             if let Err(e) = result {
                 tracing::debug!(db = db_name(db), error = %e, "mirroring session ended");
             }
@@ -434,8 +460,7 @@ impl Mirroring {
     }
 
     async fn session(self: &Arc<Self>, db: Db) -> Result<(), StoreError> {
-        let Some((partner, link)) = self.with(db, |p| (p.config.partner.clone(), p.link.clone()))
-        else {
+        let Some(partner) = self.with(db, |p| p.config.partner.clone()) else {
             return Ok(());
         };
         let remote = RemoteStore::tool(partner.clone(), self.secret.clone(), self.name.clone());
@@ -470,7 +495,7 @@ impl Mirroring {
             p.confirmed = true;
             p.deposed = None;
         });
-        link.send_modify(|l| {
+        self.update_link(db, |l| {
             l.connected = true;
             l.hardened = mirror.last_lsn;
         });
@@ -517,7 +542,7 @@ impl Mirroring {
             let sent = apply(batch, self.last_committed(db).max(batch_end)).await?;
             let hardened: Lsn =
                 serde_json::from_value(sent["last_lsn"].clone()).map_err(internal)?;
-            link.send_modify(|l| l.hardened = hardened);
+            self.update_link(db, |l| l.hardened = hardened);
             // The pair works again (after a forced service): the mode holds.
             self.with(db, |p| p.forced = false);
         }
