@@ -322,14 +322,12 @@ impl Journal {
         self.apply_pending(None)
     }
 
-    /// Settles the journal and takes no more batches (the session ended).
+    /// Takes no more batches (the session ended), then settles: a batch
+    /// that came in between would otherwise stay in the file unapplied.
     pub fn close(&self) -> Result<Lsn, StoreError> {
-        let last = self.settle()?;
-        if let Ok(mut st) = self.state() {
-            st.closed = Some("the mirroring session ended: start again".into());
-        }
+        self.state()?.closed = Some("the mirroring session ended: start again".into());
         self.wake.notify_all();
-        Ok(last)
+        self.settle()
     }
 }
 
