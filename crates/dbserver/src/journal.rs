@@ -118,6 +118,17 @@ impl State {
     }
 }
 
+/// One entry of the file: payload length, its BLAKE3, the batch as JSON.
+fn entry_bytes(batch: &Batch) -> Result<Vec<u8>, StoreError> {
+    let payload = serde_json::to_vec(batch).map_err(internal)?;
+    let len = u32::try_from(payload.len()).map_err(internal)?;
+    let mut entry = Vec::with_capacity(ENTRY_HEAD + payload.len());
+    entry.extend_from_slice(&len.to_le_bytes());
+    entry.extend_from_slice(blake3::hash(&payload).as_bytes());
+    entry.extend_from_slice(&payload);
+    Ok(entry)
+}
+
 /// The batches in a journal file, up to the first torn or damaged entry.
 fn read_entries(path: &Path) -> Result<Vec<Batch>, StoreError> {
     let mut bytes = Vec::new();
@@ -205,6 +216,8 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(internal)?;
+        // An acknowledged batch must not vanish with the file's name.
+        pchat_engine::backup::sync_parent(&path).map_err(internal)?;
         let journal = Arc::new(Journal {
             path,
             applier: Mutex::new(applier),
@@ -253,12 +266,7 @@ impl Journal {
             }
             let continues = same_source && consecutive && first == Some(st.hardened + 1);
             if continues && st.pending_records < MAX_PENDING {
-                let payload = serde_json::to_vec(&batch).map_err(internal)?;
-                let len = u32::try_from(payload.len()).map_err(internal)?;
-                let mut entry = Vec::with_capacity(ENTRY_HEAD + payload.len());
-                entry.extend_from_slice(&len.to_le_bytes());
-                entry.extend_from_slice(blake3::hash(&payload).as_bytes());
-                entry.extend_from_slice(&payload);
+                let entry = entry_bytes(&batch)?;
                 let written = st.file.write_all(&entry).and_then(|_| st.file.sync_data());
                 if let Err(e) = written {
                     // The file may now end in a torn entry: no more appends.
@@ -362,6 +370,118 @@ fn redo(journal: Weak<Journal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pchat_domain::{Actor, Command, Envelope};
+    use pchat_engine::backup::{self, RestoreOptions};
+    use pchat_store::ChatStore;
+
+    /// A source database with `n` users, and a mirror of it restored from a
+    /// full backup after the first three: the records after the backup,
+    /// and the batch source.
+    async fn source_and_mirror(dir: &Path, n: usize) -> (PathBuf, Vec<RawRecord>, Batch) {
+        let source = dir.join("source.db");
+        let engine = pchat_engine::ChatEngine::open(&source).unwrap();
+        let mut full = None;
+        for i in 0..n {
+            if i == 3 {
+                let f = dir.join("full.bak");
+                full = Some(backup::full_backup(&source, None, &f, "", "").unwrap());
+            }
+            let command = Command::CreateUser {
+                actor: Actor::System,
+                name: format!("user{i}"),
+                display_name: None,
+                password_hash: "x".into(),
+                admin: false,
+            };
+            let origin = "test".into();
+            engine.submit(Envelope { origin, command }).await.unwrap();
+        }
+        let h = full.unwrap();
+        let mut log = engine.engine().subscribe(h.last_lsn);
+        let mut records = Vec::new();
+        while records.len() < n - 3 {
+            let r = log.recv().await.unwrap().unwrap();
+            records.push(RawRecord::of(&r).unwrap());
+        }
+        engine.close();
+        let mirror = dir.join("mgc.db");
+        let opts = RestoreOptions {
+            replace: false,
+            recovery: pchat_store::Recovery::NoRecovery,
+        };
+        backup::restore(&dir.join("full.bak"), &mirror, None, opts).unwrap();
+        let batch = Batch {
+            family_id: h.family_id,
+            fork_id: h.fork_id,
+            forks: h.forks,
+            records: Vec::new(),
+        };
+        (mirror, records, batch)
+    }
+
+    fn last_in_file(db: &Path) -> Lsn {
+        LogApplier::open(db).unwrap().identity().unwrap().0.last_lsn
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hardened_batches_reach_the_database_and_the_file_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mirror, records, source) = source_and_mirror(dir.path(), 9).await;
+        let start = last_in_file(&mirror);
+        let journal = Journal::open(&mirror).unwrap();
+        let batch = |r: &[RawRecord]| Batch {
+            records: r.to_vec(),
+            ..source.clone()
+        };
+        assert_eq!(journal.harden(batch(&records[..2])).unwrap(), start + 2);
+        assert_eq!(journal.harden(batch(&records[2..4])).unwrap(), start + 4);
+        assert_eq!(journal.hardened(), start + 4);
+        assert!(std::fs::metadata(path_for(&mirror)).unwrap().len() > 0);
+
+        // A gap is refused (it goes the checked way) and changes nothing.
+        let e = journal.harden(batch(&records[5..])).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(journal.hardened(), start + 4);
+
+        // Settled: the database holds all of it, the journal nothing.
+        assert_eq!(journal.settle().unwrap(), start + 4);
+        assert_eq!(last_in_file(&mirror), start + 4);
+        assert_eq!(std::fs::metadata(path_for(&mirror)).unwrap().len(), 0);
+        // The rest, then closed: no more batches.
+        assert_eq!(journal.harden(batch(&records[4..])).unwrap(), start + 6);
+        assert_eq!(journal.close().unwrap(), start + 6);
+        assert_eq!(last_in_file(&mirror), start + 6);
+        assert!(journal.harden(batch(&records[..1])).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_journal_left_by_a_crash_is_applied_when_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mirror, records, source) = source_and_mirror(dir.path(), 6).await;
+        let start = last_in_file(&mirror);
+        // What a crashed mirror leaves: entries hardened, none applied,
+        // the last one torn.
+        let mut held = Vec::new();
+        for r in records.chunks(2) {
+            held.extend(
+                entry_bytes(&Batch {
+                    records: r.to_vec(),
+                    ..source.clone()
+                })
+                .unwrap(),
+            );
+        }
+        let torn = entry_bytes(&Batch {
+            records: records.clone(),
+            ..source
+        })
+        .unwrap();
+        held.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(path_for(&mirror), &held).unwrap();
+        assert_eq!(recover(&mirror).unwrap(), 3);
+        assert_eq!(last_in_file(&mirror), start + 3);
+        assert!(!path_for(&mirror).exists());
+    }
 
     #[test]
     fn a_torn_or_damaged_tail_is_dropped() {
@@ -378,13 +498,7 @@ mod tests {
                 event: "{}".into(),
             }],
         };
-        let entry = |b: &Batch| {
-            let payload = serde_json::to_vec(b).unwrap();
-            let mut e = (payload.len() as u32).to_le_bytes().to_vec();
-            e.extend_from_slice(blake3::hash(&payload).as_bytes());
-            e.extend_from_slice(&payload);
-            e
-        };
+        let entry = |b: &Batch| entry_bytes(b).unwrap();
         let mut bytes = entry(&batch(1));
         bytes.extend(entry(&batch(2)));
         let whole = bytes.len();

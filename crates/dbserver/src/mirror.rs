@@ -220,7 +220,7 @@ impl Mirroring {
         if role == MirrorRole::Principal {
             let (stop, stopped) = watch::channel(false);
             pair.stop = Some(stop);
-            tokio::spawn(self.clone().stream(db, stopped));
+            tokio::spawn(self.clone().stream(db, pair.link.clone(), stopped));
         }
         if let Ok(mut pairs) = self.pairs.lock() {
             if let Some(old) = pairs.insert(key(db), pair) {
@@ -317,10 +317,11 @@ impl Mirroring {
         if mode == MirrorMode::Async {
             return Ok(());
         }
-        // The pair replaced or removed meanwhile (the sender dropped): as
-        // for an unmirrored database, nothing to wait for.
+        // The pair replaced or removed meanwhile (the sender dropped): not
+        // known to be held, so strict mode does not acknowledge it (the
+        // client retries with its client_msg_id).
         let held = match wait {
-            Some(rx) => rx.await.unwrap_or(true),
+            Some(rx) => rx.await.unwrap_or(false),
             None => held_now,
         };
         if !held && mode == MirrorMode::Strict && !forced {
@@ -333,9 +334,14 @@ impl Mirroring {
     }
 
     /// Changes what the principal knows of its mirror and answers the
-    /// acknowledgements that were waiting for it.
-    fn update_link(&self, db: Db, change: impl FnOnce(&mut Link)) {
+    /// acknowledgements that were waiting for it. Only for the session's own
+    /// pair: a session the pair was replaced under (a new partner) must not
+    /// tell the new pair what its old mirror held.
+    fn update_link(&self, db: Db, link: &watch::Sender<Link>, change: impl FnOnce(&mut Link)) {
         self.with(db, |p| {
+            if !p.link.same_channel(link) {
+                return;
+            }
             p.link.send_modify(change);
             let link = *p.link.borrow();
             let held = if link.connected {
@@ -439,13 +445,18 @@ impl Mirroring {
 
     /// Principal side of the stream: connects, asks the mirror where it is,
     /// sends everything after, then follows the log. Reconnects on failure.
-    async fn stream(self: Arc<Self>, db: Db, mut stop: watch::Receiver<bool>) {
+    async fn stream(
+        self: Arc<Self>,
+        db: Db,
+        link: watch::Sender<Link>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             let result = tokio::select! {
-                r = self.session(db) => r,
+                r = self.session(db, &link) => r,
                 _ = stop.changed() => return,
             };
-            self.update_link(db, |l| l.connected = false);
+            self.update_link(db, &link, |l| l.connected = false);
             if let Err(e) = result {
                 tracing::debug!(db = db_name(db), error = %e, "mirroring session ended");
             }
@@ -459,7 +470,11 @@ impl Mirroring {
         }
     }
 
-    async fn session(self: &Arc<Self>, db: Db) -> Result<(), StoreError> {
+    async fn session(
+        self: &Arc<Self>,
+        db: Db,
+        link: &watch::Sender<Link>,
+    ) -> Result<(), StoreError> {
         let Some(partner) = self.with(db, |p| p.config.partner.clone()) else {
             return Ok(());
         };
@@ -495,7 +510,7 @@ impl Mirroring {
             p.confirmed = true;
             p.deposed = None;
         });
-        self.update_link(db, |l| {
+        self.update_link(db, link, |l| {
             l.connected = true;
             l.hardened = mirror.last_lsn;
         });
@@ -542,7 +557,7 @@ impl Mirroring {
             let sent = apply(batch, self.last_committed(db).max(batch_end)).await?;
             let hardened: Lsn =
                 serde_json::from_value(sent["last_lsn"].clone()).map_err(internal)?;
-            self.update_link(db, |l| l.hardened = hardened);
+            self.update_link(db, link, |l| l.hardened = hardened);
             // The pair works again (after a forced service): the mode holds.
             self.with(db, |p| p.forced = false);
         }

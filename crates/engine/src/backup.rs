@@ -101,7 +101,8 @@ fn refused(msg: impl Into<String>) -> BackupError {
     BackupError::Refused(msg.into())
 }
 
-fn sync_parent(path: &Path) -> std::io::Result<()> {
+/// Makes the directory entry of `path` durable (after a create or rename).
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
         None => std::fs::File::open(".")?.sync_all(),
