@@ -37,8 +37,10 @@ fn redo_gather() -> Duration {
         Duration::from_millis(ms)
     })
 }
-/// Records hardened and not yet applied beyond which a batch waits for the
-/// redo (the journal does not outgrow a mirror that cannot keep up).
+
+/// Records hardened and not yet applied beyond which a batch is applied at
+/// once with them (the journal does not outgrow a mirror that cannot keep
+/// up: the principal waits for the apply).
 const MAX_PENDING: usize = 20_000;
 /// Journal size beyond which the redo holds appends off to empty it.
 const MAX_BYTES: u64 = 8 << 20;
