@@ -372,36 +372,23 @@ fn redo(journal: Weak<Journal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pchat_domain::{Actor, Command, Envelope};
+    use crate::test_support::users;
     use pchat_engine::backup::{self, RestoreOptions};
-    use pchat_store::ChatStore;
 
-    /// A source database with `n` users, and a mirror of it restored from a
-    /// full backup after the first three: the records after the backup,
-    /// and the batch source.
-    async fn source_and_mirror(dir: &Path, n: usize) -> (PathBuf, Vec<RawRecord>, Batch) {
+    /// A source database with three users, and a mirror of it restored
+    /// from a full backup then; three users more per `rounds` after it: the
+    /// records after the backup, and the batch source.
+    async fn source_and_mirror(dir: &Path, rounds: u32) -> (PathBuf, Vec<RawRecord>, Batch) {
         let source = dir.join("source.db");
         let engine = pchat_engine::ChatEngine::open(&source).unwrap();
-        let mut full = None;
-        for i in 0..n {
-            if i == 3 {
-                let f = dir.join("full.bak");
-                full = Some(backup::full_backup(&source, None, &f, "", "").unwrap());
-            }
-            let command = Command::CreateUser {
-                actor: Actor::System,
-                name: format!("user{i}"),
-                display_name: None,
-                password_hash: "x".into(),
-                admin: false,
-            };
-            let origin = "test".into();
-            engine.submit(Envelope { origin, command }).await.unwrap();
+        users(&engine, 0).await;
+        let h = backup::full_backup(&source, None, &dir.join("full.bak"), "", "").unwrap();
+        for round in 1..=rounds {
+            users(&engine, 3 * round).await;
         }
-        let h = full.unwrap();
         let mut log = engine.engine().subscribe(h.last_lsn);
         let mut records = Vec::new();
-        while records.len() < n - 3 {
+        while records.len() < 3 * rounds as usize {
             let r = log.recv().await.unwrap().unwrap();
             records.push(RawRecord::of(&r).unwrap());
         }
@@ -428,7 +415,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hardened_batches_reach_the_database_and_the_file_empties() {
         let dir = tempfile::tempdir().unwrap();
-        let (mirror, records, source) = source_and_mirror(dir.path(), 9).await;
+        let (mirror, records, source) = source_and_mirror(dir.path(), 2).await;
         let start = last_in_file(&mirror);
         let journal = Journal::open(&mirror).unwrap();
         let batch = |r: &[RawRecord]| Batch {
@@ -459,7 +446,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_journal_left_by_a_crash_is_applied_when_opened_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (mirror, records, source) = source_and_mirror(dir.path(), 6).await;
+        let (mirror, records, source) = source_and_mirror(dir.path(), 1).await;
         let start = last_in_file(&mirror);
         // What a crashed mirror leaves: entries hardened, none applied,
         // the last one torn.

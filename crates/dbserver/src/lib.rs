@@ -21,6 +21,9 @@ mod metrics;
 mod mirror;
 mod pool;
 
+#[cfg(test)]
+mod test_support;
+
 use hosted::{db_name, Hosted};
 use logship::Logship;
 use mirror::Mirroring;

@@ -657,25 +657,7 @@ impl Commits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pchat_domain::{Actor, Command, Envelope};
-    use pchat_store::ChatStore;
-
-    async fn users(db: &pchat_engine::ChatEngine, from: u32) {
-        for i in from..from + 3 {
-            let command = Command::CreateUser {
-                actor: Actor::System,
-                name: format!("user{i}"),
-                display_name: None,
-                password_hash: "x".into(),
-                admin: false,
-            };
-            let envelope = Envelope {
-                origin: "test".into(),
-                command,
-            };
-            db.submit(envelope).await.unwrap();
-        }
-    }
+    use crate::test_support::users;
 
     /// Cleaning keeps every log backup a restore from the share still needs:
     /// those after the newest full backup, and those within the retention.
