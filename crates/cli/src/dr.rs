@@ -1106,17 +1106,23 @@ impl Run {
             }
             out[db.name()] = json!(rows);
         }
-        // The active servers: where the databases serve, and serving.
+        // The active servers: where the databases serve, and serving (all
+        // asked at once: each may still be reading the new configuration).
+        let urls: Vec<String> = c
+            .active
+            .iter()
+            .map(|a| {
+                self.t()
+                    .chat_servers
+                    .iter()
+                    .find(|s| s.name == a.name)
+                    .map(|s| format!("http://{}", s.client))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let serving = futures_util::future::join_all(urls.iter().map(|u| chat_serving(u))).await;
         let mut active = Vec::new();
-        for a in &c.active {
-            let url = self
-                .t()
-                .chat_servers
-                .iter()
-                .find(|s| s.name == a.name)
-                .map(|s| format!("http://{}", s.client))
-                .unwrap_or_default();
-            let serving = chat_serving(&url).await;
+        for ((a, url), serving) in c.active.iter().zip(&urls).zip(serving) {
             if a.data_center != c.serving_data_center && !c.active_across_data_centers {
                 problems.push(format!(
                     "active server {} is in {}, the databases serve from {}",
@@ -1176,7 +1182,7 @@ impl Run {
                     let _ = s.ask(Request::LogshipRun { db: db.wire() }).await;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -1312,7 +1318,7 @@ async fn chat_serving(url: &str) -> bool {
         if Instant::now() > deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
