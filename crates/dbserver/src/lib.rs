@@ -31,7 +31,7 @@ use pchat_engine::backup::{self, RestoreOptions};
 use pchat_engine::copy as backup_copy;
 use pchat_engine::DbState;
 use pchat_store::blobs::Blobs;
-use pchat_store::{ChatStore, ComplianceStore, StoreError};
+use pchat_store::{ChatStore, ComplianceStore, Fork, StoreError};
 use pchat_wire::frame::{self, FrameError};
 use pchat_wire::message::*;
 use pchat_wire::{auth, PROTOCOL_VERSION};
@@ -59,6 +59,35 @@ pub(crate) struct Node {
     mirroring: Arc<Mirroring>,
     pool: Arc<Pool>,
     config: Config,
+    /// Each database's fork history with the fork it ends with. A fork's
+    /// ancestry never changes, so `status` (which dashboards poll) opens
+    /// the database file only when the database moved to another fork.
+    forks: std::sync::Mutex<Vec<(Db, String, Vec<Fork>)>>,
+}
+
+impl Node {
+    /// The fork history of `db`, whose identity names `fork_id`.
+    fn fork_history(&self, db: Db, fork_id: &str) -> Result<Vec<Fork>, StoreError> {
+        let cached = self.forks.lock().ok().and_then(|c| {
+            c.iter()
+                .find(|(d, f, _)| *d == db && f == fork_id)
+                .map(|(_, _, h)| h.clone())
+        });
+        if let Some(history) = cached {
+            return Ok(history);
+        }
+        let history = backup::fork_history(&self.hosted.file(db))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        // Kept only when it ends with that fork (the file may have moved on
+        // since the identity was read).
+        if history.last().is_some_and(|f| f.fork_id == fork_id) {
+            if let Ok(mut c) = self.forks.lock() {
+                c.retain(|(d, _, _)| *d != db);
+                c.push((db, fork_id.to_string(), history.clone()));
+            }
+        }
+        Ok(history)
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsynced and renamed.
@@ -101,6 +130,7 @@ pub async fn serve_with_metrics(
         mirroring,
         hosted,
         config,
+        forks: Default::default(),
     });
     if let Some(l) = metrics_listener {
         tokio::spawn(metrics::serve(l, node.clone(), stop.clone()));
@@ -410,8 +440,7 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
         let (mut id, state) = node.hosted.read(db)?;
         // A mirror holds durably what its journal holds, applied or not.
         id.last_lsn = id.last_lsn.max(node.mirroring.journal_lsn(db).unwrap_or(0));
-        let forks = backup::fork_history(&node.hosted.file(db))
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let forks = node.fork_history(db, &id.fork_id)?;
         let mirroring = node.mirroring.status(db);
         let refusal = node
             .pool
