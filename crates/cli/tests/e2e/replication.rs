@@ -145,6 +145,7 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
     // the mirror refuses to serve.
     assert_eq!(db_status(&mirror.addr, "mgc")["state"], "RESTORING");
     assert_eq!(db_status(&mirror.addr, "mgc")["serving"], false);
+    let forks_before = db_status(&mirror.addr, "mgc")["forks"].clone();
 
     let chat = chat_on(&format!("{},{}", principal.addr, mirror.addr));
     let c = chat.client();
@@ -214,6 +215,10 @@ async fn a_synchronous_mirror_forced_into_service_has_every_acknowledged_post() 
     assert_eq!(a.status, 201, "{}", a.body);
     let mgc = db_status(&mirror.addr, "mgc");
     assert_eq!(mgc["serving"], true, "{mgc}");
+    // Its fork history (which status keeps between calls) has the new fork.
+    let forks = mgc["forks"].as_array().unwrap();
+    assert_eq!(forks.len(), forks_before.as_array().unwrap().len() + 1);
+    assert_eq!(forks.last().unwrap()["fork_id"], mgc["fork_id"], "{mgc}");
 }
 
 /// A mirror acknowledges a batch once its journal holds it and applies it
