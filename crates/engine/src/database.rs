@@ -49,6 +49,9 @@ pub(crate) fn open_for_write(
     schema_version: i64,
 ) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
+    // Before anything else: even setting the journal mode may wait for a
+    // writer beside us.
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // The writer uses more distinct statements than rusqlite's default 16.
     conn.set_prepared_statement_cache_capacity(128);
     let has_identity: bool = conn.query_row(
@@ -75,8 +78,11 @@ pub(crate) fn open_for_write(
     // Checkpoints run from the writer between batches; a larger threshold
     // keeps them rarer under load.
     conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let tx = conn.transaction()?;
+    // Take the write lock first: a transaction that read first could not
+    // upgrade if another writer (a running server beside `pchat admin
+    // --data-dir`) committed meanwhile; SQLite then answers "database is
+    // locked" at once, without waiting.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(CORE_SCHEMA)?;
     tx.execute_batch(schema)?;
     tx.pragma_update(None, "user_version", schema_version)?;
@@ -186,4 +192,41 @@ pub fn read_state(conn: &Connection) -> rusqlite::Result<DbState> {
             format!("unknown database state {s}").into(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (x INTEGER);";
+
+    /// Opening a database that another connection keeps writing to waits
+    /// for the write lock instead of failing with "database is locked".
+    #[test]
+    fn opening_beside_a_busy_writer_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mgc.db");
+        let writer = open_for_write(&path, "mgc", SCHEMA, 1).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
+                }
+            })
+        };
+        let opened: Vec<_> = (0..60)
+            .map(|_| open_for_write(&path, "mgc", SCHEMA, 1).map(drop))
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        busy.join().unwrap();
+        let failed: Vec<_> = opened.into_iter().filter_map(Result::err).collect();
+        assert!(
+            failed.is_empty(),
+            "{} opens failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+    }
 }
