@@ -48,6 +48,28 @@ pub(crate) fn open_for_write(
     schema: &str,
     schema_version: i64,
 ) -> rusqlite::Result<Connection> {
+    // A writer beside us (a running server) can still make SQLite answer
+    // "busy" at once on paths its busy timeout does not cover: try again.
+    let mut attempt = 0;
+    loop {
+        match open_for_write_once(path, name, schema, schema_version) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 50 =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_for_write_once(
+    path: &Path,
+    name: &str,
+    schema: &str,
+    schema_version: i64,
+) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
     // Before anything else: even setting the journal mode may wait for a
     // writer beside us.
