@@ -727,3 +727,87 @@ async fn a_synchronous_principal_ships_only_what_its_mirror_hardened() {
         false
     );
 }
+
+/// A strict principal acknowledges a post only once its mirror holds it.
+/// When the pair is removed while a post waits for a frozen mirror (the
+/// acknowledgement's waiter is dropped with the pair, well before the
+/// mirror would be declared away after five seconds), the post is not
+/// acknowledged; retried with its client_msg_id on the now unmirrored
+/// principal, it is acknowledged once, and the history holds it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_post_is_not_acknowledged_when_its_pair_is_removed_under_it() {
+    let (d1, d2, share) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let principal = DbServer::start(d1.path(), "127.0.0.1:0");
+    let mirror = DbServer::start(d2.path(), "127.0.0.1:0");
+    let share_s = share.path().display().to_string();
+    mirror_set(
+        &principal.addr,
+        &mirror.addr,
+        &share_s,
+        Some("mgc"),
+        "strict",
+    )
+    .unwrap();
+    let chat = chat_on(&principal.addr);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let room = open_room(&c, &admin, "removed").await;
+    assert_eq!(c.post(&admin, room, "one", "one").await.status, 201);
+    let lsn = |addr: &str| db_status(addr, "mgc")["last_lsn"].as_i64().unwrap();
+    let before = lsn(&principal.addr);
+
+    // Freeze the mirror: its connection stays up, it hardens nothing.
+    let pid = mirror.child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let started = Instant::now();
+    let (c2, admin2) = (c.clone(), admin.clone());
+    let post = tokio::spawn(async move { c2.post(&admin2, room, "two", "two").await });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while lsn(&principal.addr) <= before {
+        assert!(Instant::now() < deadline, "the principal never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !post.is_finished(),
+        "a strict post was acknowledged unmirrored"
+    );
+    db_cmd(&[
+        "mirror",
+        "remove",
+        "--server",
+        &principal.addr,
+        "--database",
+        "mgc",
+    ])
+    .unwrap();
+    let answer = post.await.unwrap();
+    let waited = started.elapsed();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.code(), "unavailable", "{}", answer.body);
+    assert!(
+        answer.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("went away before it held"),
+        "{}",
+        answer.body
+    );
+    // Answered by the removal, not by the mirror being declared away.
+    assert!(
+        waited < Duration::from_secs(4),
+        "answered after {waited:?}: not by the removal"
+    );
+
+    // The client retries with the same client_msg_id: one message.
+    let again = c.post(&admin, room, "two", "two").await;
+    assert!(again.status == 200 || again.status == 201, "{}", again.body);
+    let history = c.history(&admin, room).await;
+    let twos = history.iter().filter(|m| m["body"] == "two").count();
+    assert_eq!(twos, 1, "{history:?}");
+}
