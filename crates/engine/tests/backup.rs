@@ -697,3 +697,55 @@ async fn a_cut_or_damaged_copy_leaves_the_target_as_it_was() {
     restore_stream(&stream, &b, None, opts(true, Recovery::NoRecovery)).unwrap();
     assert_eq!(data(&b), data(&a));
 }
+
+/// The runbooks' verification counts a room's history from indexes: every
+/// message kept or replaced, none removed; the same count as reading the rows.
+#[tokio::test]
+async fn a_summary_counts_the_history_without_removed_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mgc.db");
+    let store = Arc::new(ChatEngine::open(&db).unwrap());
+    let room = seed(&store).await;
+    for i in 0..12 {
+        post(&store, room, i).await;
+    }
+    for (text, change) in [
+        ("message 3", MessageChange::Removed),
+        ("message 4", MessageChange::Replaced("gone".into())),
+        ("message 5", MessageChange::Removed),
+    ] {
+        store
+            .submit(env(Command::ChangeMessages {
+                actor: Actor::System,
+                filter: MessageFilter {
+                    room: Some(room),
+                    text: Some(text.into()),
+                    ..MessageFilter::default()
+                },
+                change,
+            }))
+            .await
+            .unwrap();
+    }
+    store.close();
+    let summary = backup::summary(&db).unwrap();
+    let lobby = summary.rooms.iter().find(|r| r.id == room).unwrap();
+    assert_eq!((lobby.messages, lobby.last_seq), (10, 12), "{summary:?}");
+    let conn = open_connection(&db).unwrap();
+    let read: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE room_id = ?1 AND status IN (0, 1)",
+            [room],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(lobby.messages, read);
+    let plan = |sql: &str| -> String {
+        conn.query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+            .unwrap()
+    };
+    let all = plan("SELECT COUNT(*) FROM messages WHERE room_id = 1");
+    assert!(all.contains("COVERING INDEX"), "{all}");
+    let out = plan("SELECT COUNT(*) FROM messages WHERE room_id = 1 AND status >= 2");
+    assert!(out.contains("messages_out_of_history"), "{out}");
+}
