@@ -635,6 +635,35 @@ async fn a_mirror_away_stops_strict_writes_and_exposes_sync_ones() {
     }
 }
 
+/// Stops `server` with SIGSTOP (SIGCONT to the pid answered thaws it): its
+/// connections stay up, it answers and hardens nothing.
+fn freeze(server: &DbServer) -> i32 {
+    let pid = server.child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    pid
+}
+
+/// Posts `id` in the background, beside a frozen mirror, and waits until
+/// `principal` has committed it (the acknowledgement waits for the mirror).
+async fn post_while_frozen(
+    c: &Client,
+    admin: &str,
+    room: i64,
+    id: &str,
+    principal: &str,
+) -> tokio::task::JoinHandle<Answer> {
+    let lsn = || db_status(principal, "mgc")["last_lsn"].as_i64().unwrap();
+    let before = lsn();
+    let (c, admin, id) = (c.clone(), admin.to_string(), id.to_string());
+    let post = tokio::spawn(async move { c.post(&admin, room, &id, &id).await });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while lsn() <= before {
+        assert!(Instant::now() < deadline, "the principal never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    post
+}
+
 /// Log shipping from a synchronous principal ships only what its mirror has
 /// hardened (`Mirroring::backup_limit`): with the mirror frozen (SIGSTOP), a
 /// commit the mirror lacks stays off the share, so a mirror forced into
@@ -689,16 +718,8 @@ async fn a_synchronous_principal_ships_only_what_its_mirror_hardened() {
     shipped_all(lsn(&principal.addr));
     let before = lsn(&secondary.addr);
 
-    // Freeze the mirror: its connection stays up, it hardens nothing.
-    let pid = mirror.child.id() as i32;
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let (c2, admin2) = (c.clone(), admin.clone());
-    let post = tokio::spawn(async move { c2.post(&admin2, room, "two", "two").await });
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while lsn(&principal.addr) <= before {
-        assert!(Instant::now() < deadline, "the principal never committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let pid = freeze(&mirror);
+    let post = post_while_frozen(&c, &admin, room, "two", &principal.addr).await;
     // Continuous shipping takes well under a second; for two seconds (the
     // mirror is declared away only after five) nothing past what the mirror
     // holds reaches the secondary.
@@ -757,20 +778,10 @@ async fn a_strict_post_is_not_acknowledged_when_its_pair_is_removed_under_it() {
     let admin = c.admin().await;
     let room = open_room(&c, &admin, "removed").await;
     assert_eq!(c.post(&admin, room, "one", "one").await.status, 201);
-    let lsn = |addr: &str| db_status(addr, "mgc")["last_lsn"].as_i64().unwrap();
-    let before = lsn(&principal.addr);
 
-    // Freeze the mirror: its connection stays up, it hardens nothing.
-    let pid = mirror.child.id() as i32;
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let pid = freeze(&mirror);
     let started = Instant::now();
-    let (c2, admin2) = (c.clone(), admin.clone());
-    let post = tokio::spawn(async move { c2.post(&admin2, room, "two", "two").await });
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while lsn(&principal.addr) <= before {
-        assert!(Instant::now() < deadline, "the principal never committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let post = post_while_frozen(&c, &admin, room, "two", &principal.addr).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         !post.is_finished(),
