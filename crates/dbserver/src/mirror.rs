@@ -941,3 +941,62 @@ struct StartAnswer {
     last_lsn: Lsn,
     fork_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A principal pair whose mirror at `partner` never answers (its
+    /// session waits in the handshake, leaving the link to the test).
+    fn principal(partner: &str) -> PairConfig {
+        PairConfig {
+            role: MirrorRole::Principal,
+            partner: partner.into(),
+            mode: MirrorMode::Strict,
+        }
+    }
+
+    /// A session the pair was replaced under (the pair now has another
+    /// mirror) cannot tell the new pair what its old mirror held: the new
+    /// pair's link and the acknowledgements waiting on it stay as they were.
+    #[tokio::test]
+    async fn a_replaced_pairs_session_does_not_speak_for_the_new_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let partner = silent.local_addr().unwrap().to_string();
+        let hosted = Hosted::open(dir.path()).unwrap();
+        let m = Mirroring::start(hosted, b"secret".to_vec(), "test".into());
+        m.install(Db::Mgc, principal(&partner), true, false);
+        let old = m.with(Db::Mgc, |p| p.link.clone()).unwrap();
+        m.install(Db::Mgc, principal(&partner), true, false);
+        let new = m.with(Db::Mgc, |p| p.link.clone()).unwrap();
+        m.update_link(Db::Mgc, &new, |l| {
+            l.connected = true;
+            l.hardened = 5;
+        });
+        let waiting = tokio::spawn({
+            let m = m.clone();
+            async move { m.harden(Db::Mgc, 10).await }
+        });
+        while m.with(Db::Mgc, |p| p.waiters.len()) != Some(1) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+
+        // The old session says its mirror went away, then that it held 10.
+        m.update_link(Db::Mgc, &old, |l| l.connected = false);
+        m.update_link(Db::Mgc, &old, |l| {
+            l.connected = true;
+            l.hardened = 10;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let link = *new.borrow();
+        assert_eq!((link.connected, link.hardened), (true, 5));
+        assert!(!waiting.is_finished(), "answered by the old session");
+        assert_eq!(m.with(Db::Mgc, |p| p.waiters.len()), Some(1));
+
+        // The new pair's own session answers it.
+        m.update_link(Db::Mgc, &new, |l| l.hardened = 10);
+        assert!(waiting.await.unwrap().is_ok());
+    }
+}
