@@ -462,11 +462,8 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
             mode,
             json,
         } => {
-            let at = At {
-                data_dir: None,
-                server: Some(server),
-                cluster_secret_file,
-            };
+            let key = crate::config::cluster_secret(cluster_secret_file.as_deref())?;
+            let at = replication::Server::connect(&server, key);
             let recovery = mode.recovery();
             let to = to
                 .into_iter()
@@ -476,10 +473,9 @@ pub fn run(cmd: DbCmd) -> anyhow::Result<()> {
                     recovery,
                 })
                 .collect();
-            let v = at.call(pchat_wire::message::Request::SendCopy {
-                db: database.wire(),
-                to,
-            })?;
+            // Progress on stderr: stdout holds the report.
+            let copying = at.send_copy(database, to, &|line| eprintln!("{line}"));
+            let v = tokio::runtime::Handle::current().block_on(copying)?;
             let copies = v["copies"].as_array().cloned().unwrap_or_default();
             let failed: Vec<String> = copies
                 .iter()

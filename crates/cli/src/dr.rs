@@ -859,9 +859,7 @@ impl Run {
                     recovery: *recovery,
                 })
                 .collect();
-            let sent = self
-                .long(b.ask(Request::SendCopy { db: db.wire(), to }))
-                .await;
+            let sent = b.send_copy(*db, to, &|line| self.say(line)).await;
             let sent = match sent {
                 Ok(v) => v,
                 Err(e) => {

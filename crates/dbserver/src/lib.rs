@@ -39,6 +39,7 @@ use pool::Pool;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -63,9 +64,55 @@ pub(crate) struct Node {
     /// ancestry never changes, so `status` (which dashboards poll) opens
     /// the database file only when the database moved to another fork.
     forks: std::sync::Mutex<Vec<(Db, String, Vec<Fork>)>>,
+    /// The copies being sent from here, by database: their progress, shown
+    /// by `status` (the runbooks draw it as a progress bar).
+    copies: std::sync::Mutex<Vec<(Db, Arc<CopyProgress>)>>,
+}
+
+/// How far a copy being sent has come, in bytes of its stream.
+#[derive(Default)]
+struct CopyProgress {
+    total: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// Ends a copy's progress entry when the copy ends, however it ends.
+struct CopyShown<'a> {
+    node: &'a Node,
+    progress: Arc<CopyProgress>,
+}
+
+impl Drop for CopyShown<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut copies) = self.node.copies.lock() {
+            copies.retain(|(_, p)| !Arc::ptr_eq(p, &self.progress));
+        }
+    }
 }
 
 impl Node {
+    /// Shows a copy of `db` in `status` until the answer is dropped.
+    fn copy_shown(&self, db: Db) -> CopyShown<'_> {
+        let progress = Arc::new(CopyProgress::default());
+        if let Ok(mut copies) = self.copies.lock() {
+            copies.push((db, progress.clone()));
+        }
+        CopyShown {
+            node: self,
+            progress,
+        }
+    }
+
+    /// `{sent, total}` of the copy of `db` being sent from here, if any.
+    fn copy_progress(&self, db: Db) -> Option<serde_json::Value> {
+        let copies = self.copies.lock().ok()?;
+        let (_, p) = copies.iter().find(|(d, _)| *d == db)?;
+        Some(serde_json::json!({
+            "sent": p.sent.load(Ordering::Relaxed),
+            "total": p.total.load(Ordering::Relaxed),
+        }))
+    }
+
     /// The fork history of `db`, whose identity names `fork_id`.
     fn fork_history(&self, db: Db, fork_id: &str) -> Result<Vec<Fork>, StoreError> {
         let cached = self.forks.lock().ok().and_then(|c| {
@@ -131,6 +178,7 @@ pub async fn serve_with_metrics(
         hosted,
         config,
         forks: Default::default(),
+        copies: Default::default(),
     });
     if let Some(l) = metrics_listener {
         tokio::spawn(metrics::serve(l, node.clone(), stop.clone()));
@@ -462,6 +510,7 @@ async fn status(node: &Node) -> Result<serde_json::Value, StoreError> {
             "mirroring": mirroring,
             "serving": state == DbState::Online && refusal.is_none(),
             "refusal": refusal,
+            "copy": node.copy_progress(db),
         }));
     }
     Ok(serde_json::json!({
@@ -542,8 +591,11 @@ async fn send_copy(
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(backup_copy::IN_FLIGHT);
     let (file, files) = (node.hosted.file(db), node.hosted.files_dir(db));
     let name = format!("copy of {} from {}", db_name(db), node.config.name);
+    let shown = node.copy_shown(db);
+    let progress = shown.progress.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        backup_copy::send_copy(&file, files.as_deref(), &name, &mut |bytes| {
+        let mut length = |n| progress.total.store(n, Ordering::Relaxed);
+        backup_copy::send_copy(&file, files.as_deref(), &name, &mut length, &mut |bytes| {
             tx.blocking_send(bytes).map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::BrokenPipe, "every target went away")
             })
@@ -567,6 +619,7 @@ async fn send_copy(
             }
         });
         futures_util::future::join_all(writes).await;
+        shown.progress.sent.store(bytes, Ordering::Relaxed);
         if links.iter().all(|(_, w, _)| w.is_none()) {
             break;
         }

@@ -41,11 +41,13 @@ pub const IN_FLIGHT: usize = 64;
 /// `files_dir`) to `out`, in chunks of at most [`CHUNK`] bytes (each read
 /// straight into the buffer handed over: no copy of its own), holding the
 /// database's write lock from before its header is read until the last
-/// byte is out. Answers the header sent.
+/// byte is out. `length` learns the stream's length in bytes before its
+/// first byte goes out (for progress). Answers the header sent.
 pub fn send_copy(
     db: &Path,
     files_dir: Option<&Path>,
     name: &str,
+    length: &mut dyn FnMut(u64),
     out: &mut dyn FnMut(Vec<u8>) -> std::io::Result<()>,
 ) -> Result<BackupHeader, BackupError> {
     let conn = Connection::open(db)?;
@@ -99,6 +101,8 @@ pub fn send_copy(
         }
         header.sections = parts.iter().map(|(s, _)| s.clone()).collect();
         let head = serde_json::to_vec(&header).map_err(|e| BackupError::Refused(e.to_string()))?;
+        // Length prefix, header, sections, BLAKE3.
+        length(4 + head.len() as u64 + header.sections.iter().map(|s| s.len).sum::<u64>() + 32);
         let mut hasher = blake3::Hasher::new();
         let mut emit = |bytes: Vec<u8>| -> std::io::Result<()> {
             hasher.update(&bytes);

@@ -592,13 +592,18 @@ async fn a_copy_restores_the_file_its_wal_and_its_uploads() {
     std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
     std::fs::write(&blob, &content).unwrap();
 
-    let mut stream = Vec::new();
-    let header = copy::send_copy(&src, Some(&files), "test", &mut |b| {
+    let (mut stream, mut length) = (Vec::new(), 0);
+    let header = copy::send_copy(&src, Some(&files), "test", &mut |n| length = n, &mut |b| {
         stream.extend_from_slice(&b);
         Ok(())
     })
     .unwrap();
     drop(reader);
+    assert_eq!(
+        length,
+        stream.len() as u64,
+        "the length told before the stream"
+    );
     let names: Vec<&str> = header.sections.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["db", "wal", &format!("file:{sha}")], "{names:?}");
     let id = store.identity().await.unwrap();
@@ -655,7 +660,7 @@ async fn a_cut_or_damaged_copy_leaves_the_target_as_it_was() {
     let writer = rusqlite::Connection::open(&a).unwrap();
     writer.busy_timeout(std::time::Duration::ZERO).unwrap();
     let (mut calls, mut writes_refused) = (0, 0);
-    pchat_engine::copy::send_copy(&a, None, "a", &mut |bytes| {
+    pchat_engine::copy::send_copy(&a, None, "a", &mut |_| {}, &mut |bytes| {
         // While the copy is read, nobody else can write.
         calls += 1;
         if writer.execute_batch("BEGIN IMMEDIATE").is_err() {

@@ -4,7 +4,9 @@
 
 use super::{out, Database};
 use anyhow::{bail, Context};
-use pchat_wire::message::{LogshipPrimary, LogshipSecondary, MirrorMode, MirrorRole, Request};
+use pchat_wire::message::{
+    CopyTarget, LogshipPrimary, LogshipSecondary, MirrorMode, MirrorRole, Request,
+};
 use pchat_wire::RemoteStore;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -219,6 +221,34 @@ impl Server {
     pub(crate) async fn database(&self, db: Database) -> anyhow::Result<serde_json::Value> {
         let v = self.ask(Request::Status).await?;
         status_entry(&v, db).with_context(|| format!("{} hosts no {}", self.addr, db.file()))
+    }
+
+    /// Copies `db` from this server straight to `to` (`SendCopy`), giving
+    /// `show` a progress bar line every second while it runs.
+    pub(crate) async fn send_copy(
+        &self,
+        db: Database,
+        to: Vec<CopyTarget>,
+        show: &dyn Fn(&str),
+    ) -> anyhow::Result<serde_json::Value> {
+        let t0 = std::time::Instant::now();
+        let work = self.ask(Request::SendCopy { db: db.wire(), to });
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let entry = tokio::time::timeout(Duration::from_secs(1), self.database(db)).await;
+                    let line = match entry {
+                        Ok(Ok(e)) => progress_line(db.name(), &e["copy"], t0.elapsed()),
+                        _ => None,
+                    };
+                    show(&line.unwrap_or_else(|| {
+                        format!("  {}: ... {:.0} s", db.name(), t0.elapsed().as_secs_f64())
+                    }));
+                }
+            }
+        }
     }
 
     /// Full backup of `db` on `from` into the share, restored here in
@@ -597,8 +627,62 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
 }
 
 /// One database's entry in a `status` answer.
+/// A copy's progress (`copy` in a database's status: `{sent, total}`
+/// bytes) as a bar: `  mgc: [##########--------------]  42%  440 of 1040 MiB, 415 MiB/s`.
+pub(crate) fn progress_line(
+    name: &str,
+    copy: &serde_json::Value,
+    elapsed: Duration,
+) -> Option<String> {
+    const WIDTH: usize = 24;
+    let (sent, total) = (copy["sent"].as_u64()?, copy["total"].as_u64()?);
+    if total == 0 {
+        return None;
+    }
+    let done = sent.min(total) as f64 / total as f64;
+    let filled = ((done * WIDTH as f64).round() as usize).min(WIDTH);
+    let rate = sent as f64 / elapsed.as_secs_f64().max(0.001) / (1u64 << 20) as f64;
+    Some(format!(
+        "  {name}: [{}{}] {:>3.0}%  {} of {} MiB, {rate:.0} MiB/s",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        done * 100.0,
+        sent >> 20,
+        total >> 20,
+    ))
+}
+
 pub(crate) fn status_entry(status: &serde_json::Value, db: Database) -> Option<serde_json::Value> {
     status["databases"]
         .as_array()
         .and_then(|d| d.iter().find(|e| e["database"] == db.name()).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_copy_in_progress_is_drawn_as_a_bar() {
+        let copy = json!({"sent": 440u64 << 20, "total": 1040u64 << 20});
+        let line = progress_line("mgc", &copy, Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            line,
+            "  mgc: [##########--------------]  42%  440 of 1040 MiB, 220 MiB/s"
+        );
+        let done = json!({"sent": 7, "total": 7});
+        let line = progress_line("mgccomp", &done, Duration::from_secs(1)).unwrap();
+        assert!(
+            line.contains(&format!("[{}] 100%", "#".repeat(24))),
+            "{line}"
+        );
+        // No copy, or one whose length is not known yet: no bar.
+        assert_eq!(
+            progress_line("mgc", &json!(null), Duration::from_secs(1)),
+            None
+        );
+        let unknown = json!({"sent": 0, "total": 0});
+        assert_eq!(progress_line("mgc", &unknown, Duration::from_secs(1)), None);
+    }
 }

@@ -540,6 +540,124 @@ async fn a_copy_goes_straight_to_other_database_servers() {
     assert_ne!(e["fork_id"], now["fork_id"]);
 }
 
+/// A copy in progress shows in its source's status (`copy`: bytes sent of
+/// the stream's length), and `pchat db copy` draws it as a progress bar
+/// every second. A target that takes the copy but reads nothing holds it
+/// part way (the copy goes to every target in step); once it reads, the
+/// copy finishes, and the entry goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_in_progress_shows_how_far_it_has_come() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let source = DbServer::start(dirs[0].path(), "127.0.0.1:0");
+    let target = DbServer::start(dirs[1].path(), "127.0.0.1:0");
+    let chat_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", source.addr.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat = Server::start_in(chat_dir.path(), &env);
+    let cl = chat.client();
+    let admin = cl.admin().await;
+    let cat = cl.category(&admin, "general").await;
+    let room = cl
+        .room(
+            &admin,
+            json!({"name": "lobby", "category": cat, "privacy": "open"}),
+        )
+        .await;
+    // 16 MB of upload, which a copy of mgc carries: more than the socket
+    // buffers and the copy's chunks in flight hold.
+    let content: Vec<u8> = (0..16_000_000u32).map(|i| (i % 251) as u8).collect();
+    let up = super::files::upload(&cl, &admin, room, "f.bin", "f", content).await;
+    assert_eq!(up.status, 201, "{}", up.body);
+
+    let (sink, release) = stalling_target().await;
+    let copy = pchat()
+        .args(["db", "copy", "--json", "--server", &source.addr])
+        .args(["--database", "mgc", "--to", &target.addr, "--to", &sink])
+        .arg("--replace")
+        .env("PCHAT_CLUSTER_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let progress = || db_status(&source.addr, "mgc")["copy"].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while progress()["sent"].as_u64().unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no copy in status");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Held part way, and long enough for a progress line or two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let held = progress();
+    let (sent, total) = (
+        held["sent"].as_u64().unwrap(),
+        held["total"].as_u64().unwrap(),
+    );
+    assert!(total > 16_000_000, "{held}");
+    assert!(sent > 0 && sent < total, "{held}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        progress(),
+        held,
+        "the copy moved past a target that reads nothing"
+    );
+
+    release.send(()).unwrap();
+    let out = copy.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The sink never answers with a restore report: that target fails.
+    assert!(!out.status.success(), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["bytes"].as_u64(), Some(total), "{v}");
+    assert_eq!(v["copies"][0]["report"]["state"], "ONLINE", "{v}");
+    assert!(v["copies"][1]["error"].is_string(), "{v}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  mgc: [") && l.contains("MiB/s")),
+        "no progress bar on stderr: {err}"
+    );
+    assert!(progress().is_null(), "the copy is still shown");
+    assert_eq!(db_status(&target.addr, "mgc")["state"], "ONLINE");
+}
+
+/// A copy target (its address answered) that passes the handshake and takes
+/// the copy's request, then reads nothing until released; then it reads
+/// the rest and hangs up without a report.
+async fn stalling_target() -> (String, tokio::sync::oneshot::Sender<()>) {
+    use pchat_wire::message::{ClientMsg, ServerMsg};
+    use pchat_wire::{auth, frame, PROTOCOL_VERSION};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = stream.into_split();
+        let nonce = auth::nonce();
+        let challenge = ServerMsg::Challenge {
+            version: PROTOCOL_VERSION,
+            server: "sink".into(),
+            nonce: nonce.clone(),
+        };
+        frame::write(&mut w, &challenge).await.unwrap();
+        let ClientMsg::Hello { client, .. } = frame::read(&mut r).await.unwrap() else {
+            panic!("no hello")
+        };
+        let proof = auth::server_proof(SECRET.as_bytes(), &nonce, &client);
+        let welcome = ServerMsg::Welcome {
+            server: "sink".into(),
+            proof,
+        };
+        frame::write(&mut w, &welcome).await.unwrap();
+        let _request: ClientMsg = frame::read(&mut r).await.unwrap();
+        let _ = released.await;
+        let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+    });
+    (addr, release)
+}
+
 /// A sender that stops in the middle of a copy: the target gives up after
 /// 30 s without data, answers why, and its database is as it was, serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
