@@ -343,23 +343,7 @@ async fn uploads_live_on_the_database_server_and_in_its_backups() {
     use super::files::{download, upload};
     let db_dir = tempfile::tempdir().unwrap();
     let db = DbServer::start(db_dir.path(), "127.0.0.1:0");
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
-        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
-        ("PCHAT_DATABASE", db.addr.clone()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chat = Server::start_in(chat_dir.path(), &env);
-    let c = chat.client();
-    let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "docs", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let (chat, c, admin, room) = chat_room_on(&db.addr, "docs").await;
     // 9 MB: three parts of the protocol.
     let content: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8).collect();
     let a = upload(&c, &admin, room, "big.bin", "f1", content.clone()).await;
@@ -376,7 +360,7 @@ async fn uploads_live_on_the_database_server_and_in_its_backups() {
         .join(&sha[2..]);
     assert!(on_db.exists(), "the file is on the database server");
     assert!(
-        !chat_dir.path().join("files/sha256").exists(),
+        !chat.data_dir.join("files/sha256").exists(),
         "the chat server keeps no copy"
     );
 
@@ -442,23 +426,7 @@ async fn a_copy_goes_straight_to_other_database_servers() {
         DbServer::start(dirs[1].path(), "127.0.0.1:0"),
         DbServer::start(dirs[2].path(), "127.0.0.1:0"),
     );
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
-        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
-        ("PCHAT_DATABASE", source.addr.clone()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chat = Server::start_in(chat_dir.path(), &env);
-    let cl = chat.client();
-    let admin = cl.admin().await;
-    let cat = cl.category(&admin, "general").await;
-    let room = cl
-        .room(
-            &admin,
-            json!({"name": "lobby", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let (_chat, cl, admin, room) = chat_room_on(&source.addr, "lobby").await;
     for i in 1..=30 {
         let r = cl
             .post(&admin, room, &format!("m{i}"), &format!("c{i}"))
@@ -550,23 +518,7 @@ async fn a_copy_in_progress_shows_how_far_it_has_come() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let source = DbServer::start(dirs[0].path(), "127.0.0.1:0");
     let target = DbServer::start(dirs[1].path(), "127.0.0.1:0");
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
-        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
-        ("PCHAT_DATABASE", source.addr.clone()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chat = Server::start_in(chat_dir.path(), &env);
-    let cl = chat.client();
-    let admin = cl.admin().await;
-    let cat = cl.category(&admin, "general").await;
-    let room = cl
-        .room(
-            &admin,
-            json!({"name": "lobby", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let (_chat, cl, admin, room) = chat_room_on(&source.addr, "lobby").await;
     // 16 MB of upload, which a copy of mgc carries: more than the socket
     // buffers and the copy's chunks in flight hold.
     let content: Vec<u8> = (0..16_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -621,6 +573,29 @@ async fn a_copy_in_progress_shows_how_far_it_has_come() {
     );
     assert!(progress().is_null(), "the copy is still shown");
     assert_eq!(db_status(&target.addr, "mgc")["state"], "ONLINE");
+}
+
+/// A chat server (on a temporary directory) using the database server at
+/// `database`: the server, a client, the administrator's token and the id
+/// of a new open room `name`.
+async fn chat_room_on(database: &str, name: &str) -> (Server, Client, String, i64) {
+    let env = [
+        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
+        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
+        ("PCHAT_DATABASE", database.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let chat = Server::start_temp(&env);
+    let c = chat.client();
+    let admin = c.admin().await;
+    let cat = c.category(&admin, "general").await;
+    let room = c
+        .room(
+            &admin,
+            json!({"name": name, "category": cat, "privacy": "open"}),
+        )
+        .await;
+    (chat, c, admin, room)
 }
 
 /// A copy target (its address answered) that passes the handshake and takes
