@@ -198,23 +198,7 @@ fn a_wrong_cluster_secret_is_refused() {
 async fn the_database_server_killed_under_load_loses_nothing_acknowledged() {
     let db_dir = tempfile::tempdir().unwrap();
     let mut db = DbServer::start(db_dir.path(), "127.0.0.1:0");
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
-        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
-        ("PCHAT_DATABASE", db.addr.clone()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chat = Server::start_in(chat_dir.path(), &env);
-    let c = chat.client();
-    let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "busy", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let (_chat, c, admin, room) = chat_room_on(&db.addr, "busy").await;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, i64)>::new()));
     let mut tasks = Vec::new();
     for lane in 0..4 {
@@ -283,23 +267,7 @@ async fn the_database_server_killed_under_load_loses_nothing_acknowledged() {
 async fn a_database_taken_offline_serves_nothing_until_brought_online() {
     let db_dir = tempfile::tempdir().unwrap();
     let db = DbServer::start(db_dir.path(), "127.0.0.1:0");
-    let chat_dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("PCHAT_BOOTSTRAP_ADMIN", format!("{ADMIN}:{ADMIN_PW}")),
-        ("PCHAT_CLUSTER_SECRET", SECRET.to_string()),
-        ("PCHAT_DATABASE", db.addr.clone()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let chat = Server::start_in(chat_dir.path(), &env);
-    let c = chat.client();
-    let admin = c.admin().await;
-    let cat = c.category(&admin, "general").await;
-    let room = c
-        .room(
-            &admin,
-            json!({"name": "lobby", "category": cat, "privacy": "open"}),
-        )
-        .await;
+    let (_chat, c, admin, room) = chat_room_on(&db.addr, "lobby").await;
     assert_eq!(c.post(&admin, room, "before", "b").await.status, 201);
 
     let off = db_cmd(&["offline", "--server", &db.addr, "--database", "mgc"]).unwrap();
