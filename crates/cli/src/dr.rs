@@ -836,13 +836,13 @@ impl Run {
                     format!("{} ({how})", self.name(*role))
                 })
                 .collect();
-            self.say(&format!(
+            let line = format!(
                 "  {}: copying from {} to {}",
                 db.name(),
                 self.name(Role::Backup),
                 names.join(" and ")
-            ));
-            work.push((db, targets));
+            );
+            work.push((db, targets, line));
         }
         if !work.is_empty() {
             self.recorder_caught_up(&b).await?;
@@ -850,7 +850,8 @@ impl Run {
         // One database after the other: the copies are bound by CPU and
         // disk, and two at once measured slower on two cores.
         let mut failed = Vec::new();
-        for (db, targets) in &work {
+        for (db, targets, line) in &work {
+            self.say(line);
             let to = targets
                 .iter()
                 .map(|(_, recovery, addr)| CopyTarget {
