@@ -749,6 +749,29 @@ impl Run {
         Ok(json!({ "version": c.version }))
     }
 
+    /// Whether no chat server may write to `role`'s databases now (its
+    /// writers may be held off for a copy): none is active, or none is
+    /// active in its data center and active servers do not write across
+    /// data centers (fencing refuses them). The runbooks mirror a new
+    /// principal before they activate its servers.
+    async fn nobody_writes_to(&self, role: Role) -> bool {
+        let Some(dc) = self
+            .t()
+            .database_server(role)
+            .map(|d| d.data_center.clone())
+        else {
+            return false;
+        };
+        match self.pool.read().await {
+            Ok((c, _)) => {
+                c.active.is_empty()
+                    || (!c.active_across_data_centers
+                        && c.active.iter().all(|a| a.data_center != dc))
+            }
+            Err(_) => false,
+        }
+    }
+
     async fn mirror(&mut self, principal: Role, mirror: Role) -> anyhow::Result<Value> {
         let share = self
             .t()
@@ -772,6 +795,27 @@ impl Run {
                 // Restored from the failback's backup: it follows from there.
                 m.pair_with(p, db, mode).await?;
                 out[db.name()] = json!("paired");
+            } else if self.nobody_writes_to(principal).await {
+                // Nobody writes to the principal yet: a copy straight to the
+                // mirror (read once, written once) instead of a full backup
+                // through the share and its restore.
+                let to = vec![CopyTarget {
+                    addr: m.addr.clone(),
+                    replace: true,
+                    recovery: pchat_store::Recovery::NoRecovery,
+                }];
+                self.say(&format!(
+                    "  {}: copying from {} to {} (norecovery)",
+                    db.name(),
+                    self.name(principal),
+                    self.name(mirror)
+                ));
+                let sent = p.send_copy(db, to, &|line| self.say(line)).await?;
+                if let Some(e) = sent["copies"][0]["error"].as_str() {
+                    bail!("copying {} to {} failed: {e}", db.name(), self.name(mirror));
+                }
+                m.pair_with(p, db, mode).await?;
+                out[db.name()] = json!({ "mirror_from_lsn": sent["last_lsn"], "by": "copy" });
             } else {
                 let r = m.mirror_of(p, db, &share, mode, true).await?;
                 out[db.name()] = json!({ "mirror_from_lsn": r["last_lsn"] });

@@ -115,7 +115,7 @@ impl Step {
             }
             Step::SetPoolState(s) => format!("set pool state {}", s.as_str()),
             Step::MirrorBackup => format!(
-                "mirror mgc and mgccomp from {b} to {bm} ({}; initialised from a full backup through {share})",
+                "mirror mgc and mgccomp from {b} to {bm} ({}; initialised by a copy straight from {b}, whose servers are not active yet; else from a full backup through {share})",
                 t.mirroring.as_ref().map(|m| m.mode.as_str()).unwrap_or("sync")
             ),
             Step::ActivateServers(s) => {
