@@ -626,7 +626,6 @@ pub fn mirror(cmd: MirrorCmd) -> anyhow::Result<()> {
     })
 }
 
-/// One database's entry in a `status` answer.
 /// A copy's progress (`copy` in a database's status: `{sent, total}`
 /// bytes) as a bar: `  mgc: [##########--------------]  42%  440 of 1040 MiB, 415 MiB/s`.
 pub(crate) fn progress_line(
@@ -652,6 +651,7 @@ pub(crate) fn progress_line(
     ))
 }
 
+/// One database's entry in a `status` answer.
 pub(crate) fn status_entry(status: &serde_json::Value, db: Database) -> Option<serde_json::Value> {
     status["databases"]
         .as_array()
