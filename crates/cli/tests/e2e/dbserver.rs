@@ -487,11 +487,15 @@ async fn a_copy_in_progress_shows_how_far_it_has_come() {
     let source = DbServer::start(dirs[0].path(), "127.0.0.1:0");
     let target = DbServer::start(dirs[1].path(), "127.0.0.1:0");
     let (_chat, cl, admin, room) = chat_room_on(&source.addr, "lobby").await;
-    // 16 MB of upload, which a copy of mgc carries: more than the socket
-    // buffers and the copy's chunks in flight hold.
-    let content: Vec<u8> = (0..16_000_000u32).map(|i| (i % 251) as u8).collect();
-    let up = super::files::upload(&cl, &admin, room, "f.bin", "f", content).await;
-    assert_eq!(up.status, 201, "{}", up.body);
+    // 32 MB of uploads, which a copy of mgc carries: several times what the
+    // socket buffers (the sink reads nothing, so its window stays small)
+    // and the copy's chunks in flight (4 MiB) hold.
+    for f in 0..2u32 {
+        let content: Vec<u8> = (0..16_000_000u32).map(|i| ((i + f) % 251) as u8).collect();
+        let name = format!("f{f}.bin");
+        let up = super::files::upload(&cl, &admin, room, &name, &name, content).await;
+        assert_eq!(up.status, 201, "{}", up.body);
+    }
 
     let (sink, release) = stalling_target().await;
     let copy = pchat()
@@ -516,7 +520,7 @@ async fn a_copy_in_progress_shows_how_far_it_has_come() {
         held["sent"].as_u64().unwrap(),
         held["total"].as_u64().unwrap(),
     );
-    assert!(total > 16_000_000, "{held}");
+    assert!(total > 32_000_000, "{held}");
     assert!(sent > 0 && sent < total, "{held}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
