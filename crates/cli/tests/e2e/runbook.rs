@@ -239,6 +239,14 @@ async fn failover_failback_and_switchover_lose_nothing() {
     assert_eq!(copies.len(), 2, "the backup and its mirror: {verify}");
     assert_eq!(copies[0]["rooms"][0]["messages"], 20);
     assert_eq!(copies[0]["fork_id"], copies[1]["fork_id"]);
+    // None of the backup's servers was active yet: its new mirror was
+    // seeded by a copy, not through the share.
+    for db in ["mgc", "mgccomp"] {
+        assert_eq!(
+            report["steps"]["mirror-backup"]["result"][db]["by"], "copy",
+            "{report}"
+        );
+    }
     println!("failover took {took:?}");
 
     // Chat on the backup side.
