@@ -189,7 +189,10 @@ pub async fn serve_with_metrics(
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
+                        // Out of file descriptors, say: the error repeats
+                        // at once, so wait instead of spinning on it.
                         tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         continue;
                     }
                 };

@@ -243,10 +243,20 @@ impl RemoteStore {
     }
 }
 
-/// The link, if its server's `mgc` serves commands now.
+/// The link, if its server's `mgc` serves commands now; else it is closed
+/// (its reader and writer tasks end and the socket with them).
 async fn serves(l: Link) -> Result<Link, StoreError> {
+    let checked = check_serves(&l).await;
+    if checked.is_err() {
+        l.alive.store(false, Ordering::SeqCst);
+        l.close.notify_one();
+    }
+    checked.map(|()| l)
+}
+
+async fn check_serves(l: &Link) -> Result<(), StoreError> {
     let (tx, rx) = oneshot::channel();
-    enqueue(&l, 0, Request::Status, tx)?;
+    enqueue(l, 0, Request::Status, tx)?;
     let status = tokio::time::timeout(std::time::Duration::from_secs(5), rx)
         .await
         .map_err(|_| unavailable("no answer to status"))?
@@ -255,7 +265,7 @@ async fn serves(l: Link) -> Result<Link, StoreError> {
         .as_array()
         .and_then(|dbs| dbs.iter().find(|d| d["database"] == "mgc"));
     match mgc {
-        Some(d) if d["serving"] == true => Ok(l),
+        Some(d) if d["serving"] == true => Ok(()),
         Some(d) => Err(unavailable(format!(
             "{}: mgc does not serve here ({}, {})",
             l.server,

@@ -284,6 +284,32 @@ async fn a_database_taken_offline_serves_nothing_until_brought_online() {
         )
         .await;
     assert_eq!(r.status, 503, "reads are refused too: {}", r.body);
+    // Each refused request had the chat server connect again and find mgc
+    // not serving: those connections are closed, not kept (they once
+    // were, until the database server ran out of file descriptors).
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{}/fd", db.child.id()))
+            .unwrap()
+            .flatten()
+            .filter(|f| {
+                std::fs::read_link(f.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+    };
+    for _ in 0..40 {
+        let p = c.post(&admin, room, "while offline", "w").await;
+        assert_eq!(p.status, 503, "{}", p.body);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sockets() > 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database server holds {} sockets",
+            sockets()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let e = db_cmd(&["offline", "--server", &db.addr, "--database", "mgc"]).unwrap_err();
     assert!(e.contains("is OFFLINE, not ONLINE"), "{e}");
 
