@@ -180,9 +180,11 @@ fn confirm(procedure: Procedure) -> anyhow::Result<()> {
 }
 
 /// How the topology configures log shipping and mirroring.
+/// Log shipping of `db` from the primary to the secondary in `secondary`.
 fn logship_configs(
     t: &Topology,
     db: Database,
+    secondary: Role,
 ) -> anyhow::Result<(LogshipPrimary, LogshipSecondary)> {
     let l = t
         .log_shipping
@@ -220,7 +222,9 @@ fn logship_configs(
             db: db.wire(),
             primary,
             share: l.share.clone(),
-            copy_to: l.copy_to.clone(),
+            copy_to: t
+                .copy_folder(secondary)
+                .unwrap_or_else(|| l.copy_to.clone()),
             copy_every_ms: every(&l.copy_every)?,
             restore_every_ms: every(&l.restore_every)?,
             delay_ms: delay,
@@ -579,8 +583,10 @@ impl Run {
                 }
             }
             let restored_lsn = restored.as_i64().unwrap_or(0);
+            let warm = self.warm_up_backup_mirror(db).await;
             out[db.name()] = json!({
                 "restored_lsn": restored_lsn,
+                "backup_mirror_restored_lsn": warm,
                 "primary_last_known_lsn": known.map(|k| k.0),
                 "primary_last_heard_ms": known.map(|k| k.1),
                 "not_recovered_lsns": known.map(|(l, _)| (l - restored_lsn).max(0)),
@@ -652,13 +658,45 @@ impl Run {
                 let _ = b.ask(Request::LogshipRun { db: db.wire() }).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            let shipped = out[db.name()]["shipped_lsn"].as_i64();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let warm = self.warm_up_backup_mirror(db).await;
+                if warm.is_none() || warm >= shipped || Instant::now() > deadline {
+                    out[db.name()]["backup_mirror_restored_lsn"] = json!(warm);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         Ok(out)
     }
 
+    /// Has the backup mirror, a second log-shipping secondary kept warm,
+    /// copy and restore what the share holds now: the LSN it reached, or
+    /// None when it does not answer or is not log shipped (the mirror step
+    /// then seeds it by a copy).
+    async fn warm_up_backup_mirror(&self, db: Database) -> Option<i64> {
+        let bm = self.server(Role::BackupMirror).ok()?;
+        let ran = tokio::time::timeout(
+            Duration::from_secs(30),
+            bm.ask(Request::LogshipRun { db: db.wire() }),
+        )
+        .await;
+        match ran {
+            Ok(Ok(r)) => r["last_lsn"].as_i64(),
+            _ => None,
+        }
+    }
+
     async fn stop_log_shipping(&mut self) -> anyhow::Result<Value> {
         let mut out = json!({});
-        for role in [Role::Backup, Role::Primary, Role::PrimaryMirror] {
+        for role in [
+            Role::Backup,
+            Role::BackupMirror,
+            Role::Primary,
+            Role::PrimaryMirror,
+        ] {
             let Ok(s) = self.server(role) else { continue };
             let status =
                 tokio::time::timeout(Duration::from_secs(3), s.ask(Request::LogshipStatus)).await;
@@ -666,7 +704,7 @@ impl Run {
                 if role == Role::Backup {
                     bail!("{} does not answer", self.name(role));
                 }
-                continue; // a lost primary ships nothing
+                continue; // a lost primary ships nothing; a lost backup mirror is seeded later
             };
             for job in status["jobs"].as_array().into_iter().flatten() {
                 let db = match job["database"].as_str() {
@@ -692,6 +730,12 @@ impl Run {
                 if e["mirroring"].is_null() {
                     continue;
                 }
+                // Nobody writes now: a connected (asynchronous) mirror gets
+                // the last records first, so it holds what its principal
+                // holds and can follow the next principal from there.
+                if e["mirroring"]["role"] == "principal" && e["mirroring"]["connected"] == true {
+                    self.mirror_caught_up(role, db).await;
+                }
                 self.server(role)?
                     .ask(Request::MirrorRemove { db: db.wire() })
                     .await?;
@@ -699,6 +743,20 @@ impl Run {
             }
         }
         Ok(out)
+    }
+
+    /// Waits (up to 10 s) until the mirror of `role`'s principal copy has
+    /// hardened all of it.
+    async fn mirror_caught_up(&self, role: Role, db: Database) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.entry(role, db).await {
+                Some(e) if e["mirroring"]["synchronized"] != true => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ => return,
+            }
+        }
     }
 
     async fn recover_backup(&mut self) -> anyhow::Result<Value> {
@@ -791,10 +849,24 @@ impl Run {
             // A half-made pair from an interrupted run is made again.
             let _ = p.ask(Request::MirrorRemove { db: db.wire() }).await;
             let _ = m.ask(Request::MirrorRemove { db: db.wire() }).await;
+            let here = m.database(db).await?;
             if self.journal.facts.contains_key(&restored_key(mirror, db)) {
                 // Restored from the failback's backup: it follows from there.
                 m.pair_with(p, db, mode).await?;
                 out[db.name()] = json!("paired");
+            } else if ready_to_mirror(&here, &e) {
+                // A warm secondary that restored every log the backup did:
+                // it follows the principal's new fork from where it stands.
+                self.say(&format!(
+                    "  {}: {} holds what {} holds (LSN {}): paired without a copy",
+                    db.name(),
+                    self.name(mirror),
+                    self.name(principal),
+                    here["last_lsn"]
+                ));
+                m.pair_with(p, db, mode).await?;
+                out[db.name()] =
+                    json!({ "mirror_from_lsn": here["last_lsn"], "by": "log shipping" });
             } else if self.nobody_writes_to(principal).await {
                 // Nobody writes to the principal yet: a copy straight to the
                 // mirror (read once, written once) instead of a full backup
@@ -975,6 +1047,54 @@ impl Run {
             out[db.name()][Role::Backup.as_str()] = r;
             self.save()?;
         }
+        // The backup mirror, mirroring the backup until now, holds the same
+        // data: it follows too, as a second secondary kept warm. One that
+        // does not (down, or behind) is initialised from a full backup of
+        // the primary when log shipping is set up again.
+        for db in DATABASES {
+            let key = restored_key(Role::BackupMirror, db);
+            if self.journal.facts.contains_key(&key) {
+                continue;
+            }
+            let Some(copy) = self.journal.facts.get(&format!("copy-{}", db.name())) else {
+                continue;
+            };
+            let (family_id, last_lsn) = (
+                copy["family_id"].as_str().unwrap_or_default().to_string(),
+                copy["last_lsn"].as_i64().unwrap_or(-1),
+            );
+            let Ok(bm) = self.server(Role::BackupMirror) else {
+                continue;
+            };
+            let _ = bm.ask(Request::MirrorRemove { db: db.wire() }).await;
+            let held = bm
+                .ask(Request::HoldForLogs {
+                    db: db.wire(),
+                    family_id,
+                    last_lsn,
+                })
+                .await;
+            match held {
+                Ok(r) => {
+                    self.say(&format!(
+                        "  {}: {} holds the copied data too: it follows as a second secondary",
+                        db.name(),
+                        self.name(Role::BackupMirror)
+                    ));
+                    self.journal.facts.insert(key, json!(true));
+                    out[db.name()][Role::BackupMirror.as_str()] = r;
+                    self.save()?;
+                }
+                Err(e) => {
+                    self.say(&format!(
+                        "  {}: {} cannot follow as it is ({e:#}): it is initialised from the primary later",
+                        db.name(),
+                        self.name(Role::BackupMirror)
+                    ));
+                    out[db.name()][Role::BackupMirror.as_str()] = json!(format!("{e:#}"));
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -1012,6 +1132,8 @@ impl Run {
         }
     }
 
+    /// Log shipping from the primary to the backup and to the backup
+    /// mirror, a second secondary kept warm for the next failover.
     async fn ship_from_primary(&mut self) -> anyhow::Result<Value> {
         let share = self
             .t()
@@ -1019,42 +1141,70 @@ impl Run {
             .as_ref()
             .map(|l| l.share.clone())
             .context("the topology has no [log_shipping]")?;
-        let (p, b) = (self.server(Role::Primary)?, self.server(Role::Backup)?);
-        let shipped = p.ask(Request::LogshipStatus).await?;
+        let p = self.server(Role::Primary)?;
         let mut out = json!({});
-        for db in DATABASES {
-            let already = shipped["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|j| j["database"] == db.name());
-            let here = b.database(db).await?;
-            if already && here["state"] != "ONLINE" {
-                out[db.name()] = json!("already shipping");
-                continue;
-            }
-            let _ = p.ask(Request::LogshipRemove { db: db.wire() }).await;
-            let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
-            // Held for logs by the failback's copy, the backup follows the
-            // primary's new fork from there; otherwise it starts afresh.
-            let r = if self
-                .journal
-                .facts
-                .contains_key(&restored_key(Role::Backup, db))
-                && here["state"] != "ONLINE"
-            {
-                here.clone()
-            } else {
-                self.long(b.initialise_from(p, db, &share, pchat_store::Recovery::NoRecovery, true))
-                    .await?
+        for secondary in [Role::Backup, Role::BackupMirror] {
+            let s = match self.server(secondary) {
+                Ok(s) => s,
+                Err(_) if secondary == Role::BackupMirror => continue,
+                Err(e) => return Err(e),
             };
-            let (pc, sc) = logship_configs(self.t(), db)?;
-            b.ship_from(p, pc.clone(), sc).await?;
-            // The primary mirror's backup job ships once it is principal.
-            if let Ok(pm) = self.server(Role::PrimaryMirror) {
-                pm.ask(Request::LogshipPrimary { config: pc }).await?;
+            let jobs = s.ask(Request::LogshipStatus).await;
+            let jobs = match jobs {
+                Ok(j) => j,
+                // The warm spare is worth having, not worth failing for:
+                // the verification names it if it is missing.
+                Err(e) if secondary == Role::BackupMirror => {
+                    out[self.name(secondary)] = json!(format!("{e:#}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for db in DATABASES {
+                let already = jobs["jobs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|j| j["database"] == db.name() && j["config"]["role"] == "secondary");
+                let here = s.database(db).await?;
+                let (pc, sc) = logship_configs(self.t(), db, secondary)?;
+                // The primary's backup job (and the primary mirror's, which
+                // ships once it is principal): the same job for both
+                // secondaries, kept running when it is there already.
+                p.ask(Request::LogshipPrimary { config: pc.clone() })
+                    .await?;
+                if let Ok(pm) = self.server(Role::PrimaryMirror) {
+                    pm.ask(Request::LogshipPrimary { config: pc.clone() })
+                        .await?;
+                }
+                if already && here["state"] != "ONLINE" {
+                    out[self.name(secondary)][db.name()] = json!("already shipping");
+                    continue;
+                }
+                let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
+                // Held for logs by the failback's copy, it follows the
+                // primary's new fork from there; otherwise it starts afresh.
+                let r = if self
+                    .journal
+                    .facts
+                    .contains_key(&restored_key(secondary, db))
+                    && here["state"] != "ONLINE"
+                {
+                    here.clone()
+                } else {
+                    self.long(s.initialise_from(
+                        p,
+                        db,
+                        &share,
+                        pchat_store::Recovery::NoRecovery,
+                        true,
+                    ))
+                    .await?
+                };
+                s.ship_from(p, pc, sc).await?;
+                out[self.name(secondary)][db.name()] =
+                    json!({ "secondary_from_lsn": r["last_lsn"] });
             }
-            out[db.name()] = json!({ "secondary_from_lsn": r["last_lsn"] });
         }
         Ok(out)
     }
@@ -1078,13 +1228,15 @@ impl Run {
 
     async fn verify(&mut self) -> anyhow::Result<Value> {
         let (c, _) = self.pool.read().await?;
-        let (principal_roles, mirror_partner, secondary) = match c.state {
+        // The log-shipping secondaries: the backup, and the backup mirror
+        // kept warm for the next failover.
+        let (principal_roles, mirror_partner, secondaries) = match c.state {
             PoolState::Normal => (
                 [Role::Primary, Role::PrimaryMirror],
                 true,
-                Some(Role::Backup),
+                &[Role::Backup, Role::BackupMirror][..],
             ),
-            PoolState::FailedOver => ([Role::Backup, Role::BackupMirror], true, None),
+            PoolState::FailedOver => ([Role::Backup, Role::BackupMirror], true, &[][..]),
         };
         let mut problems = Vec::new();
         let mut out = json!({ "state": c.state.as_str(), "version": c.version });
@@ -1106,7 +1258,7 @@ impl Run {
             if mirror_partner {
                 copies.extend(principal_roles.iter().copied().filter(|r| *r != serving));
             }
-            copies.extend(secondary);
+            copies.extend(secondaries);
             let summaries = self.summaries(db, &copies).await;
             let first = &summaries[0].1;
             let mut rows = Vec::new();
@@ -1305,16 +1457,33 @@ async fn pause_point(when: &str, step: Step) {
 /// from the failback's backup, which takes the new fork with its first
 /// record.
 fn follows_fork(copy: &Value, serving: &Value) -> bool {
-    let forks = serving["forks"].as_array().cloned().unwrap_or_default();
-    let current = &serving["identity"]["fork_id"];
+    ends_where_fork_begins(&copy["identity"], &serving["identity"], &serving["forks"])
+}
+
+/// Whether `copy` (its `fork_id` and `last_lsn`) is on an older fork of a
+/// history whose current fork is `serving`'s, and ends right before that
+/// fork begins.
+fn ends_where_fork_begins(copy: &Value, serving: &Value, forks: &Value) -> bool {
+    let forks = forks.as_array().cloned().unwrap_or_default();
     let start = forks
         .iter()
-        .find(|f| &f["fork_id"] == current)
+        .find(|f| f["fork_id"] == serving["fork_id"])
         .and_then(|f| f["start_lsn"].as_i64());
-    let known = forks
-        .iter()
-        .any(|f| f["fork_id"] == copy["identity"]["fork_id"]);
-    known && start.is_some_and(|s| copy["identity"]["last_lsn"].as_i64() == Some(s - 1))
+    let known = forks.iter().any(|f| f["fork_id"] == copy["fork_id"]);
+    known && start.is_some_and(|s| copy["last_lsn"].as_i64() == Some(s - 1))
+}
+
+/// Whether the copy of a database that `mirror` (a status entry) holds can
+/// become the mirror of `principal`'s as it is: restoring, of the same
+/// family, and holding exactly what the principal held when it was brought
+/// online (a warm log-shipping secondary, restored as far as the backup).
+fn ready_to_mirror(mirror: &Value, principal: &Value) -> bool {
+    let restoring = mirror["state"] == "RESTORING" && mirror["mirroring"].is_null();
+    let same =
+        mirror["fork_id"] == principal["fork_id"] && mirror["last_lsn"] == principal["last_lsn"];
+    restoring
+        && mirror["family_id"] == principal["family_id"]
+        && (same || ends_where_fork_begins(mirror, principal, &principal["forks"]))
 }
 
 fn restored_key(role: Role, db: Database) -> String {

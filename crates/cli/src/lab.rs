@@ -149,6 +149,14 @@ fn topology_text(dir: &Path, ports: &[u16]) -> String {
             DC[i / 2],
             roles[i]
         ));
+        // The backup mirror is a second log-shipping secondary, on the
+        // same machine as the backup here: a copy folder of its own.
+        if roles[i] == "backup-mirror" {
+            t.push_str(&format!(
+                "copy_to = \"{}\"\n",
+                dir.join(format!("copy-db{}", i + 1)).display()
+            ));
+        }
     }
     t.push_str(&format!(
         "\n[log_shipping]\nshare = \"{}\"\ncopy_to = \"{}\"\ncontinuous = true\n\n[mirroring]\nmode = \"sync\"\n",
@@ -444,13 +452,8 @@ fn configure_replication(
             .map(|d| d.address.clone())
             .context("the lab topology lacks a role")
     };
-    let (primary, mirror, backup) = (
-        addr(Role::Primary)?,
-        addr(Role::PrimaryMirror)?,
-        addr(Role::Backup)?,
-    );
+    let (primary, mirror) = (addr(Role::Primary)?, addr(Role::PrimaryMirror)?);
     let share = dir.join("share").display().to_string();
-    let copy = dir.join("copy").display().to_string();
     let mode = match mirroring {
         crate::db::replication::Mode::Sync => "sync",
         crate::db::replication::Mode::Strict => "strict",
@@ -474,8 +477,19 @@ fn configure_replication(
     )?;
     // Log shipping to the backup, initialising it; then the backup job on
     // the primary mirror too (as SQL Server has it): it ships only while its
-    // copy is the principal, i.e. after a mirror failover.
-    for (from, initialized) in [(&primary, false), (&mirror, true)] {
+    // copy is the principal, i.e. after a mirror failover. The backup
+    // mirror is a second secondary, kept warm: at a failover it holds what
+    // the backup holds, and becomes its mirror without a copy.
+    for (secondary, from, initialized) in [
+        (Role::Backup, &primary, false),
+        (Role::Backup, &mirror, true),
+        (Role::BackupMirror, &primary, false),
+        (Role::BackupMirror, &mirror, true),
+    ] {
+        let backup = addr(secondary)?;
+        let copy = topology
+            .copy_folder(secondary)
+            .context("the lab topology has no copy folder")?;
         let mut args = vec![
             "db",
             "logship",

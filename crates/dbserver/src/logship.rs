@@ -178,7 +178,17 @@ impl Logship {
                 self.hosted.data_dir.display()
             )));
         }
-        self.install(Role::Primary(config));
+        // The same job again (a second secondary of the same primary is
+        // configured): it keeps running, so no two jobs write at once.
+        let same = self
+            .jobs
+            .lock()
+            .map_err(internal)?
+            .get(db_name(config.db))
+            .is_some_and(|j| j.role == Role::Primary(config.clone()));
+        if !same {
+            self.install(Role::Primary(config));
+        }
         self.save()
     }
 

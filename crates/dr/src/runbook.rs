@@ -62,7 +62,8 @@ pub enum Step {
     CopyToPrimary,
     /// Failback: mirror the primary to the primary mirror.
     MirrorPrimary,
-    /// Failback: log shipping from the primary to the backup again.
+    /// Failback: log shipping from the primary to the backup and the backup
+    /// mirror again.
     ShipFromPrimary,
     /// Compare the copies of mgc and mgccomp and check the active servers.
     Verify,
@@ -101,13 +102,13 @@ impl Step {
             .unwrap_or_default();
         match self {
             Step::ShipRemainingLogs => format!(
-                "copy every log backup not yet copied from {share} and restore the rest in sequence on {b} (mgc, mgccomp)"
+                "copy every log backup not yet copied from {share} and restore the rest in sequence on {b} (mgc, mgccomp), and on {bm}, the second secondary kept warm"
             ),
             Step::ShipTheTail => format!(
-                "wait until {b} has restored every LSN the primary committed (the tail of the log)"
+                "wait until {b} (and {bm}, the second secondary) has restored every LSN the primary committed (the tail of the log)"
             ),
             Step::StopLogShipping => {
-                format!("stop log shipping to {b} (and from the primary, where it answers)")
+                format!("stop log shipping to {b} and {bm} (and from the primary, where it answers)")
             }
             Step::RemovePrimaryMirroring => format!("remove mirroring between {p} and {pm}"),
             Step::RecoverBackup => {
@@ -115,7 +116,7 @@ impl Step {
             }
             Step::SetPoolState(s) => format!("set pool state {}", s.as_str()),
             Step::MirrorBackup => format!(
-                "mirror mgc and mgccomp from {b} to {bm} ({}; initialised by a copy straight from {b}, whose servers are not active yet; else from a full backup through {share})",
+                "mirror mgc and mgccomp from {b} to {bm} ({}; {bm} follows from the logs it restored when it holds what {b} holds; else it is initialised by a copy straight from {b}, whose servers are not active yet; else from a full backup through {share})",
                 t.mirroring.as_ref().map(|m| m.mode.as_str()).unwrap_or("sync")
             ),
             Step::ActivateServers(s) => {
@@ -130,13 +131,13 @@ impl Step {
                 format!("remove mirroring on backup mgc and mgccomp ({b} and {bm})")
             }
             Step::CopyToPrimary => format!(
-                "copy mgc and mgccomp from {b} (nobody writes there now) straight to {p}, with replace and recovery (ready to use), and at the same time to {pm} with norecovery; {b}, which holds the same data, goes back to RESTORING in place"
+                "copy mgc and mgccomp from {b} (nobody writes there now) straight to {p}, with replace and recovery (ready to use), and at the same time to {pm} with norecovery; {b}, which holds the same data, goes back to RESTORING in place, and so does {bm}, its mirror until now"
             ),
             Step::MirrorPrimary => format!(
                 "mirror mgc and mgccomp from {p} to {pm} ({pm} follows from the restored backup)"
             ),
             Step::ShipFromPrimary => format!(
-                "log shipping from {p} (and {pm} once it is principal) to {b} again ({b} follows from the restored backup)"
+                "log shipping from {p} (and {pm} once it is principal) to {b} and {bm} again ({b} follows from the copied data; {bm} too when it holds it, else it is initialised from a full backup of {p})"
             ),
             Step::Verify => "verify: family, fork, last LSN and messages per room of mgc and mgccomp on every copy; active servers in the serving data center".into(),
         }

@@ -24,6 +24,7 @@
 //! data_center = "dc1"
 //! address = "10.0.1.21:5433"
 //! role = "primary"          # primary-mirror, backup, backup-mirror
+//! # copy_to = "/var/lib/pchat/logship-copy"   (default: [log_shipping] copy_to)
 //!
 //! [log_shipping]
 //! share = "/share/logship"
@@ -115,6 +116,11 @@ pub struct DatabaseServer {
     /// Where `pchat db serve` listens.
     pub address: String,
     pub role: Role,
+    /// Where this server's log-shipping copy job keeps the log backups it
+    /// copies (default: `[log_shipping] copy_to`). Two secondaries on one
+    /// machine, as in the lab, need folders of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +163,14 @@ impl Topology {
     /// The database server of a role, if the topology has one.
     pub fn database_server(&self, role: Role) -> Option<&DatabaseServer> {
         self.database_servers.iter().find(|d| d.role == role)
+    }
+
+    /// The copy folder of the server in `role`, as a log-shipping secondary.
+    pub fn copy_folder(&self, role: Role) -> Option<String> {
+        let shared = self.log_shipping.as_ref().map(|l| l.copy_to.clone());
+        self.database_server(role)
+            .and_then(|d| d.copy_to.clone())
+            .or(shared)
     }
 
     /// Every mistake, in a stable order (none: the topology can be used).

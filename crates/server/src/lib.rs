@@ -167,6 +167,15 @@ impl AppState {
         });
     }
 
+    /// Waits (up to `limit`) until the hub first follows the log: whether
+    /// it does.
+    pub async fn hub_started(&self, limit: std::time::Duration) -> bool {
+        self.ready.load(Ordering::Relaxed)
+            || tokio::time::timeout(limit, self.hub.started())
+                .await
+                .is_ok()
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
             && self.hub.is_following()
@@ -243,10 +252,15 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let hub_task = tokio::spawn(hub::run(state.clone()));
-    // The hub subscribes before the first request is served, so no committed
-    // message can slip between subscribing and serving.
-    state.hub.started().await;
-    state.ready.store(true, Ordering::Relaxed);
+    // The API serves nothing until the hub subscribes (see `routes::gate`),
+    // so no committed message can slip between subscribing and serving;
+    // the pool's view, the dashboard, the pages and the health checks
+    // answer meanwhile, even while no database serves this server.
+    let ready = state.clone();
+    tokio::spawn(async move {
+        ready.hub.started().await;
+        ready.ready.store(true, Ordering::Relaxed);
+    });
     let app = router(state.clone());
     let shutdown_state = state.clone();
     // Acks and messages are small frames: without TCP_NODELAY, Nagle's

@@ -39,6 +39,8 @@ struct Link {
     addr: String,
     /// Ends the connection now (the store moved to other database servers).
     close: Arc<tokio::sync::Notify>,
+    /// Set before `close` when the server's mgc turned out not to serve.
+    rejected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Link {
@@ -243,12 +245,17 @@ impl RemoteStore {
     }
 }
 
+/// Why a connection was closed by this side.
+const MOVED: &str = "the pool moved to other database servers";
+const NOT_SERVING: &str = "its mgc does not serve chat servers";
+
 /// The link, if its server's `mgc` serves commands now; else it is closed
 /// (its reader and writer tasks end and the socket with them).
 async fn serves(l: Link) -> Result<Link, StoreError> {
     let checked = check_serves(&l).await;
     if checked.is_err() {
         l.alive.store(false, Ordering::SeqCst);
+        l.rejected.store(true, Ordering::SeqCst);
         l.close.notify_one();
     }
     checked.map(|()| l)
@@ -373,6 +380,7 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
     let subs: Subs = Arc::default();
     let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let close = Arc::new(tokio::sync::Notify::new());
+    let rejected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(async move {
         while let Some(msg) = queue.recv().await {
             if let Err(e) = frame::write(&mut w, &msg).await {
@@ -383,7 +391,7 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
     });
     {
         let (pending, subs, alive) = (pending.clone(), subs.clone(), alive.clone());
-        let (out, close) = (out.clone(), close.clone());
+        let (out, close, rejected) = (out.clone(), close.clone(), rejected.clone());
         tokio::spawn(async move {
             let why = loop {
                 let idle = pending.lock().map(|p| p.is_empty()).unwrap_or(true);
@@ -392,7 +400,7 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
                 }
                 let read = tokio::select! {
                     m = frame::read::<ServerMsg>(&mut r) => m,
-                    _ = close.notified() => break "the pool moved to other database servers".to_string(),
+                    _ = close.notified() => break if rejected.load(Ordering::SeqCst) { NOT_SERVING } else { MOVED }.to_string(),
                 };
                 match read {
                     Ok(ServerMsg::Response { id, result }) => {
@@ -454,7 +462,11 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
                     Err(e) => break e.to_string(),
                 }
             };
-            tracing::warn!(reason = %why, "database server connection lost");
+            if why == NOT_SERVING {
+                tracing::debug!(reason = %why, "database server connection closed");
+            } else {
+                tracing::warn!(reason = %why, "database server connection lost");
+            }
             alive.store(false, Ordering::SeqCst);
             // Everyone waiting learns now; the next request reconnects.
             let waiting: Vec<_> = pending
@@ -485,6 +497,7 @@ async fn connect(addr: &str, secret: &[u8], client: &str) -> Result<Link, StoreE
         server,
         addr: addr.to_string(),
         close,
+        rejected,
     })
 }
 

@@ -183,6 +183,16 @@ fn assert_no_gap(history: &[Value]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_failback_and_switchover_lose_nothing() {
     let lab = Lab::up();
+    // The lab keeps the backup mirror warm as a second secondary; for mgc
+    // it is not here, so the failover seeds that mirror by a copy.
+    lab.db(&[
+        "logship",
+        "remove",
+        "--server",
+        &lab.db["db4"],
+        "--database",
+        "mgc",
+    ]);
     let (_c1, _admin, room) = story_setup(&lab).await;
 
     // Refused: the primary still serves (a switchover is the safe way).
@@ -239,14 +249,18 @@ async fn failover_failback_and_switchover_lose_nothing() {
     assert_eq!(copies.len(), 2, "the backup and its mirror: {verify}");
     assert_eq!(copies[0]["rooms"][0]["messages"], 20);
     assert_eq!(copies[0]["fork_id"], copies[1]["fork_id"]);
-    // None of the backup's servers was active yet: its new mirror was
-    // seeded by a copy, not through the share.
-    for db in ["mgc", "mgccomp"] {
-        assert_eq!(
-            report["steps"]["mirror-backup"]["result"][db]["by"], "copy",
-            "{report}"
-        );
-    }
+    // mgccomp's new mirror had restored every log the backup had: paired
+    // as it was. mgc's was not log shipped: none of the backup's servers
+    // was active yet, so it was seeded by a copy, not through the share.
+    let mirrored = &report["steps"]["mirror-backup"]["result"];
+    assert_eq!(mirrored["mgccomp"]["by"], "log shipping", "{report}");
+    assert_eq!(mirrored["mgc"]["by"], "copy", "{report}");
+    assert_eq!(
+        report["recovery"]["mgccomp"]["backup_mirror_restored_lsn"],
+        report["recovery"]["mgccomp"]["restored_lsn"],
+        "{report}"
+    );
+    assert!(report["recovery"]["mgc"]["backup_mirror_restored_lsn"].is_null());
     println!("failover took {took:?}");
 
     // Chat on the backup side.
@@ -320,7 +334,20 @@ async fn failover_failback_and_switchover_lose_nothing() {
     let report = lab.dr(&["failback"], None).unwrap();
     let verify = &report["verify"];
     assert_eq!(verify["state"], "normal");
-    assert_eq!(verify["mgc"].as_array().unwrap().len(), 3, "{verify}");
+    // The primary, its mirror, the backup and the backup mirror: both
+    // secondaries follow the primary from the copied data, no full backup.
+    assert_eq!(verify["mgc"].as_array().unwrap().len(), 4, "{verify}");
+    let shipping = &report["steps"]["ship-from-primary"]["result"];
+    for (server, db) in [("db3", "mgc"), ("db4", "mgc"), ("db4", "mgccomp")] {
+        assert!(
+            shipping[server][db]["secondary_from_lsn"].is_i64(),
+            "{report}"
+        );
+    }
+    assert!(
+        report["steps"]["copy-to-primary"]["result"]["mgc"]["backup-mirror"].is_object(),
+        "{report}"
+    );
     for copy in verify["mgc"].as_array().unwrap() {
         assert_eq!(copy["rooms"][0]["messages"], 30, "{copy}");
     }
@@ -340,6 +367,12 @@ async fn failover_failback_and_switchover_lose_nothing() {
     // A planned switchover each way: nothing lost, not even the tail.
     let report = lab.dr(&["switchover"], None).unwrap();
     assert_eq!(report["procedure"], "switchover-to-backup");
+    for db in ["mgc", "mgccomp"] {
+        assert_eq!(
+            report["steps"]["mirror-backup"]["result"][db]["by"], "log shipping",
+            "{report}"
+        );
+    }
     lab.wait_serving("chat4", true).await;
     let c4 = lab.client("chat4");
     let admin4 = c4.admin().await;

@@ -115,6 +115,10 @@ fn cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// How long an API request waits for a chat server that has just started
+/// to reach its database.
+const HUB_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An inactive server (or one that cannot learn the pool configuration)
 /// refuses every API request but the pool's own and the OpenAPI document.
 async fn gate(
@@ -131,6 +135,15 @@ async fn gate(
         || path.starts_with("/api/v1/admin/")
     {
         return next.run(req).await;
+    }
+    // Until the hub follows the log (it needs a database that serves),
+    // requests wait for it, as they once waited to be accepted.
+    if !state.hub_started(HUB_WAIT).await {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "no database serves this chat server yet (it has not read the log)",
+        )
+        .into_response();
     }
     // On every request: look first, copy the view only to refuse.
     if state.serving() {
