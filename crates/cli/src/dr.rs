@@ -1552,4 +1552,37 @@ mod tests {
             "not in the history"
         );
     }
+
+    #[test]
+    fn a_warm_secondary_is_paired_only_when_it_holds_what_the_backup_held() {
+        // The backup, recovered at LSN 40: a new fork from 41.
+        let backup = json!({
+            "state": "ONLINE", "family_id": "f", "fork_id": "new", "last_lsn": 40,
+            "forks": [{"fork_id": "old", "start_lsn": 1}, {"fork_id": "new", "start_lsn": 41}],
+        });
+        let spare = |state: &str, family: &str, fork: &str, last: i64| json!({"state": state, "family_id": family, "fork_id": fork, "last_lsn": last, "mirroring": null});
+        assert!(ready_to_mirror(
+            &spare("RESTORING", "f", "old", 40),
+            &backup
+        ));
+        assert!(ready_to_mirror(
+            &spare("RESTORING", "f", "new", 40),
+            &backup
+        ));
+        for (why, s) in [
+            ("behind", spare("RESTORING", "f", "old", 39)),
+            ("ahead on the old fork", spare("RESTORING", "f", "old", 41)),
+            ("online", spare("ONLINE", "f", "old", 40)),
+            ("another family", spare("RESTORING", "g", "old", 40)),
+            (
+                "a fork not in the history",
+                spare("RESTORING", "f", "x", 40),
+            ),
+        ] {
+            assert!(!ready_to_mirror(&s, &backup), "{why}");
+        }
+        let mut paired = spare("RESTORING", "f", "old", 40);
+        paired["mirroring"] = json!({"role": "mirror"});
+        assert!(!ready_to_mirror(&paired, &backup), "mirroring already");
+    }
 }
