@@ -85,6 +85,9 @@ pub struct AppState {
     pub console: std::sync::OnceLock<Arc<dyn console::Console>>,
     shutdown: watch::Sender<bool>,
     ready: AtomicBool,
+    /// Whether `serve` started the hub (the operator's in-process calls of
+    /// `pchat admin --data-dir` run without one, and need none).
+    hub_spawned: AtomicBool,
     /// Each WebSocket connection holds a clone; shutdown waits until all are dropped.
     connections_open: Mutex<Option<mpsc::Sender<()>>>,
     connections_closed: tokio::sync::Mutex<mpsc::Receiver<()>>,
@@ -125,6 +128,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             shutdown,
             ready: AtomicBool::new(false),
+            hub_spawned: AtomicBool::new(false),
             connections_open: Mutex::new(Some(open)),
             connections_closed: tokio::sync::Mutex::new(closed),
         })
@@ -170,7 +174,8 @@ impl AppState {
     /// Waits (up to `limit`) until the hub first follows the log: whether
     /// it does.
     pub async fn hub_started(&self, limit: std::time::Duration) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        !self.hub_spawned.load(Ordering::Relaxed)
+            || self.ready.load(Ordering::Relaxed)
             || tokio::time::timeout(limit, self.hub.started())
                 .await
                 .is_ok()
@@ -251,6 +256,7 @@ pub async fn serve(
     state: Arc<AppState>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    state.hub_spawned.store(true, Ordering::Relaxed);
     let hub_task = tokio::spawn(hub::run(state.clone()));
     // The API serves nothing until the hub subscribes (see `routes::gate`),
     // so no committed message can slip between subscribing and serving;
