@@ -542,6 +542,13 @@ impl Run {
                     .await
             }
             Step::RemoveBackupMirroring => {
+                // The compliance recorder on the backup records the last of
+                // mgc first (nobody writes now), so the backup mirror's
+                // mgccomp holds all of it too when the pair is broken.
+                let b = self.server(Role::Backup)?.clone();
+                if b.database(Database::Mgc).await?["state"] == "ONLINE" {
+                    self.recorder_caught_up(&b).await?;
+                }
                 self.remove_mirroring(&[Role::Backup, Role::BackupMirror])
                     .await
             }
