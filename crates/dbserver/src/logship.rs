@@ -544,10 +544,11 @@ fn copy_once(config: &LogshipSecondary) -> Result<Option<(String, Lsn)>, String>
         if target.exists() {
             continue;
         }
-        // A name of its own: `logship run` and the job may copy at once.
+        // A name of its own: `logship run` and the job may copy at once,
+        // and so may another secondary sharing the folder.
         static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = to.join(format!(".{name}.copying-{n}"));
+        let tmp = to.join(format!(".{name}.copying-{}-{n}", std::process::id()));
         let copied = (|| -> std::io::Result<()> {
             std::fs::copy(share.join(&name), &tmp)?;
             std::fs::File::open(&tmp)?.sync_all()?;

@@ -432,6 +432,31 @@ impl Topology {
         }
     }
 
+    /// The backup and the backup mirror are both log-shipping secondaries:
+    /// on one host their copy jobs need folders of their own.
+    fn check_copy_folders(&self, out: &mut Vec<Mistake>) {
+        let (Some(b), Some(bm)) = (
+            self.database_server(Role::Backup),
+            self.database_server(Role::BackupMirror),
+        ) else {
+            return;
+        };
+        let host = |a: &str| a.rsplit_once(':').map(|(h, _)| h.to_string());
+        let same_host = host(&b.address).is_some() && host(&b.address) == host(&bm.address);
+        let folder = self.copy_folder(Role::Backup);
+        if same_host && folder == self.copy_folder(Role::BackupMirror) {
+            out.push(mistake(
+                "copy_folder_shared",
+                format!(
+                    "{} and {} run on one host and would copy log backups into the same folder {}: give one its own copy_to",
+                    b.name,
+                    bm.name,
+                    folder.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+
     fn check_replication(&self, out: &mut Vec<Mistake>) {
         match &self.log_shipping {
             None => out.push(mistake(
@@ -473,6 +498,7 @@ impl Topology {
                         format!("[log_shipping] restore_delay: {e}"),
                     ));
                 }
+                self.check_copy_folders(out);
             }
         }
         let mirrors = self.database_server(Role::PrimaryMirror).is_some()

@@ -203,3 +203,35 @@ fn every_mistake_at_once() {
         assert!(c.contains(&code), "{code} missing from {c:?}");
     }
 }
+
+#[test]
+fn two_secondaries_on_one_host_need_copy_folders_of_their_own() {
+    let mut t = example();
+    let host = |t: &Topology, r| t.database_server(r).unwrap().address.clone();
+    // On hosts of their own (the example), one copy folder path is fine.
+    assert_ne!(host(&t, Role::Backup), host(&t, Role::BackupMirror));
+    assert_eq!(
+        t.copy_folder(Role::Backup),
+        t.copy_folder(Role::BackupMirror)
+    );
+    assert_eq!(codes(&t), Vec::<&str>::new());
+    // On one host, as in the lab, they would copy into the same folder.
+    for (i, d) in t.database_servers.iter_mut().enumerate() {
+        d.address = format!("127.0.0.1:{}", 5433 + i);
+    }
+    let m = t.check();
+    assert_eq!(codes(&t), vec!["copy_folder_shared"], "{m:?}");
+    assert!(m[0].message.contains("db3 and db4"), "{m:?}");
+    // A folder of its own for one of them.
+    let bm = t
+        .database_servers
+        .iter_mut()
+        .find(|d| d.role == Role::BackupMirror)
+        .unwrap();
+    bm.copy_to = Some("/var/lib/pchat/logship-copy-db4".into());
+    assert_eq!(codes(&t), Vec::<&str>::new());
+    assert_eq!(
+        t.copy_folder(Role::BackupMirror).as_deref(),
+        Some("/var/lib/pchat/logship-copy-db4")
+    );
+}
