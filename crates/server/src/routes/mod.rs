@@ -136,17 +136,17 @@ async fn gate(
     {
         return next.run(req).await;
     }
-    // Until the hub follows the log (it needs a database that serves),
-    // requests wait for it, as they once waited to be accepted.
-    if !state.hub_started(HUB_WAIT).await {
-        return ApiError::new(
-            ErrorCode::Unavailable,
-            "no database serves this chat server yet (it has not read the log)",
-        )
-        .into_response();
-    }
     // On every request: look first, copy the view only to refuse.
     if state.serving() {
+        // Until the hub follows the log (it needs a database that serves),
+        // requests wait for it, as they once waited to be accepted.
+        if !state.hub_started(HUB_WAIT).await {
+            return ApiError::new(
+                ErrorCode::Unavailable,
+                "no database serves this chat server yet (it has not read the log)",
+            )
+            .into_response();
+        }
         return next.run(req).await;
     }
     let view = state.pool();
