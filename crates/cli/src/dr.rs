@@ -179,8 +179,8 @@ fn confirm(procedure: Procedure) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How the topology configures log shipping and mirroring.
-/// Log shipping of `db` from the primary to the secondary in `secondary`.
+/// How the topology configures log shipping of `db` from the primary to the
+/// secondary in `secondary` (the backup, or the backup mirror).
 fn logship_configs(
     t: &Topology,
     db: Database,
