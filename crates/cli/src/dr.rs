@@ -1017,92 +1017,64 @@ impl Run {
         if !failed.is_empty() {
             bail!("copying failed: {}", failed.join("; "));
         }
-        for db in DATABASES {
-            if self
-                .journal
-                .facts
-                .contains_key(&restored_key(Role::Backup, db))
-            {
-                continue;
-            }
-            let copy = self
-                .journal
-                .facts
-                .get(&format!("copy-{}", db.name()))
-                .cloned()
-                .context("the journal lacks what was copied")?;
-            let family_id = copy["family_id"].as_str().unwrap_or_default().to_string();
-            let last_lsn = copy["last_lsn"].as_i64().unwrap_or(-1);
-            self.say(&format!(
-                "  {}: {} holds the copied data (LSN {last_lsn}): back to RESTORING in place",
-                db.name(),
-                self.name(Role::Backup),
-            ));
-            let _ = b.ask(Request::MirrorRemove { db: db.wire() }).await;
-            let _ = b.ask(Request::LogshipRemove { db: db.wire() }).await;
-            let r = b
-                .ask(Request::HoldForLogs {
-                    db: db.wire(),
-                    family_id,
-                    last_lsn,
-                })
-                .await
-                .with_context(|| format!("holding {} on {} for logs", db.name(), b.addr))?;
-            self.journal
-                .facts
-                .insert(restored_key(Role::Backup, db), json!(true));
-            out[db.name()][Role::Backup.as_str()] = r;
-            self.save()?;
-        }
-        // The backup mirror, mirroring the backup until now, holds the same
-        // data: it follows too, as a second secondary kept warm. One that
-        // does not (down, or behind) is initialised from a full backup of
-        // the primary when log shipping is set up again.
-        for db in DATABASES {
-            let key = restored_key(Role::BackupMirror, db);
-            if self.journal.facts.contains_key(&key) {
-                continue;
-            }
-            let Some(copy) = self.journal.facts.get(&format!("copy-{}", db.name())) else {
-                continue;
-            };
-            let (family_id, last_lsn) = (
-                copy["family_id"].as_str().unwrap_or_default().to_string(),
-                copy["last_lsn"].as_i64().unwrap_or(-1),
-            );
-            let Ok(bm) = self.server(Role::BackupMirror) else {
-                continue;
-            };
-            let _ = bm.ask(Request::MirrorRemove { db: db.wire() }).await;
-            let held = bm
-                .ask(Request::HoldForLogs {
-                    db: db.wire(),
-                    family_id,
-                    last_lsn,
-                })
-                .await;
-            match held {
-                Ok(r) => {
-                    self.say(&format!(
-                        "  {}: {} holds the copied data too: it follows as a second secondary",
-                        db.name(),
-                        self.name(Role::BackupMirror)
-                    ));
-                    self.journal.facts.insert(key, json!(true));
-                    out[db.name()][Role::BackupMirror.as_str()] = r;
-                    self.save()?;
+        // The backup, which the copy was taken from, holds the copied data;
+        // so does the backup mirror, its mirror until now: both go back to
+        // RESTORING in place and follow the primary's new fork from there.
+        // A backup mirror that cannot (down, or behind) is initialised from
+        // a full backup of the primary when log shipping is set up again.
+        for role in [Role::Backup, Role::BackupMirror] {
+            for db in DATABASES {
+                let key = restored_key(role, db);
+                if self.journal.facts.contains_key(&key) {
+                    continue;
                 }
-                Err(e) => {
-                    self.say(&format!(
-                        "  {}: {} cannot follow as it is ({e:#}): it is initialised from the primary later",
-                        db.name(),
-                        self.name(Role::BackupMirror)
-                    ));
-                    out[db.name()][Role::BackupMirror.as_str()] = json!(format!("{e:#}"));
+                match self.hold_in_place(role, db).await {
+                    Ok(r) => {
+                        self.say(&format!(
+                            "  {}: {} holds the copied data (LSN {}): back to RESTORING in place",
+                            db.name(),
+                            self.name(role),
+                            r["last_lsn"]
+                        ));
+                        self.journal.facts.insert(key, json!(true));
+                        out[db.name()][role.as_str()] = r;
+                        self.save()?;
+                    }
+                    Err(e) if role == Role::BackupMirror => {
+                        self.say(&format!(
+                            "  {}: {} cannot follow as it is ({e:#}): it is initialised from the primary later",
+                            db.name(),
+                            self.name(role)
+                        ));
+                        out[db.name()][role.as_str()] = json!(format!("{e:#}"));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Puts `db` on the server in `role` back to RESTORING in place, checked
+    /// against what the failback copied (family and last LSN).
+    async fn hold_in_place(&self, role: Role, db: Database) -> anyhow::Result<Value> {
+        let copy = self
+            .journal
+            .facts
+            .get(&format!("copy-{}", db.name()))
+            .context("the journal lacks what was copied")?;
+        let family_id = copy["family_id"].as_str().unwrap_or_default().to_string();
+        let last_lsn = copy["last_lsn"].as_i64().unwrap_or(-1);
+        let s = self.server(role)?;
+        let _ = s.ask(Request::MirrorRemove { db: db.wire() }).await;
+        let _ = s.ask(Request::LogshipRemove { db: db.wire() }).await;
+        s.ask(Request::HoldForLogs {
+            db: db.wire(),
+            family_id,
+            last_lsn,
+        })
+        .await
+        .with_context(|| format!("holding {} on {} for logs", db.name(), s.addr))
     }
 
     /// Waits until the backup's compliance recorder has recorded all of

@@ -670,6 +670,40 @@ mod tests {
     use super::*;
     use crate::test_support::users;
 
+    /// Configuring a second secondary sends the primary its backup job
+    /// again: the same job keeps running (two would write log backups of
+    /// the same LSNs at once); another configuration replaces it.
+    #[tokio::test]
+    async fn the_same_backup_job_set_again_keeps_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = tempfile::tempdir().unwrap();
+        let hosted = Hosted::open(dir.path()).unwrap();
+        let mirroring = Mirroring::start(hosted.clone(), b"secret".to_vec(), "test".into());
+        let l = Logship::start(hosted, mirroring);
+        let config = LogshipPrimary {
+            db: Db::Mgc,
+            share: share.path().display().to_string(),
+            every_ms: 0,
+            continuous: true,
+            retention_ms: 3_600_000,
+            backup_alert_ms: 0,
+        };
+        let monitor = |l: &Logship| {
+            let jobs = l.jobs.lock().unwrap();
+            jobs["mgc"].monitor.clone()
+        };
+        l.set_primary(config.clone()).unwrap();
+        let first = monitor(&l);
+        l.set_primary(config.clone()).unwrap();
+        assert!(Arc::ptr_eq(&first, &monitor(&l)), "the job was restarted");
+        l.set_primary(LogshipPrimary {
+            retention_ms: 7_200_000,
+            ..config
+        })
+        .unwrap();
+        assert!(!Arc::ptr_eq(&first, &monitor(&l)), "a new configuration");
+    }
+
     /// Cleaning keeps every log backup a restore from the share still needs:
     /// those after the newest full backup, and those within the retention.
     #[tokio::test]
